@@ -1,0 +1,1 @@
+"""funrec_torchrl."""
