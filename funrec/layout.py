@@ -1,0 +1,408 @@
+"""Frame layouts: decide once how to read a frame, then convert every frame exactly.
+
+A :class:`Layout` is a small frozen value that says how a frame is laid out: its
+batch shape, the order of its image dims (``"HWC"``, ``"CHW"`` or ``"HW"``), its
+number of channels, its size, its dtype and its value scale. :func:`detect` decides
+it from the first frame of a stream (the ``frames()`` recorder caches it in its
+state); :func:`normalize` turns any frame that fits it into a fresh, contiguous
+``uint8`` CPU tensor ``[*batch, 3, H, W]``.
+
+Detection rule (see docs/layouts.md):
+
+* A channel dim holds 1, 3 or 4 channels; image sides are >= 1 (no minimum).
+* A frame of rank >= 3 reads as ``HWC`` if its last dim is a channel count, and as
+  ``CHW`` if its third-to-last dim is one. Everything before the image dims is batch.
+* A frame of rank 2 reads as ``HW`` (one grayscale image).
+* Exactly one reading: that is the layout. Two readings (``HWC`` and ``CHW``): the
+  frame is ambiguous and :class:`LayoutError` lists both. No reading: LayoutError.
+  A hint (``"HWC"``, ``"CHW"``, ``"HW"`` or a ``Layout``) replaces the rule; batched
+  grayscale ``[*batch, H, W]`` is only read with the hint ``"HW"``.
+* Scale: integer frames have scale 1 (values must lie in [0, 255]); bool frames scale
+  255 (False -> 0, True -> 255); float frames are decided on the first frame: if its
+  largest finite value is <= 1 the stream is [0, 1] (scale 255), else [0, 255]
+  (scale 1). A later dark frame of a [0, 255] stream is not rescaled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import NonTensorData, NonTensorStack
+
+from funrec.errors import RecorderError
+
+__all__ = [
+    "CHANNELS",
+    "ORDERS",
+    "Layout",
+    "LayoutError",
+    "as_tensor",
+    "count_nonfinite",
+    "detect",
+    "normalize",
+]
+
+ORDERS = ("HWC", "CHW", "HW")
+CHANNELS = (1, 3, 4)
+
+_INT_DTYPES = {
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+}
+_FLOAT_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+_DTYPES = {torch.uint8, torch.bool} | _INT_DTYPES | _FLOAT_DTYPES
+_DTYPE_NAMES = sorted(str(d).removeprefix("torch.") for d in _DTYPES)
+
+
+class LayoutError(RecorderError):
+    """A frame whose layout cannot be decided or does not fit the stream's layout."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the frames of one stream are laid out.
+
+    Attributes:
+      batch_shape: the leading dims before the image dims, ``()`` for one image.
+      order: ``"HWC"``, ``"CHW"`` or ``"HW"`` (grayscale without a channel dim).
+      channels: 1 (grayscale), 3 (RGB) or 4 (RGBA; the alpha channel is dropped).
+      height: image height in pixels.
+      width: image width in pixels.
+      dtype: torch dtype name of the input, e.g. ``"uint8"``, ``"float32"``, ``"bool"``.
+      scale: factor that maps input values to [0, 255]: 255 for float [0, 1] and
+        bool frames, 1 otherwise.
+
+    Example:
+      >>> Layout((), "CHW", 3, 64, 48, "float32", 255).shape
+      (3, 64, 48)
+    """
+
+    batch_shape: tuple[int, ...]
+    order: str
+    channels: int
+    height: int
+    width: int
+    dtype: str
+    scale: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_shape", tuple(int(d) for d in self.batch_shape))
+        if self.order not in ORDERS:
+            raise LayoutError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.channels not in CHANNELS or (self.order == "HW" and self.channels != 1):
+            raise LayoutError(
+                f"channels must be one of {CHANNELS} (1 for order 'HW'), got {self.channels} "
+                f"with order {self.order!r}"
+            )
+        if self.dtype not in _DTYPE_NAMES:
+            raise LayoutError(f"dtype must be one of {_DTYPE_NAMES}, got {self.dtype!r}")
+        if self.scale not in (1, 255):
+            raise LayoutError(f"scale must be 1 or 255, got {self.scale!r}")
+        if min((*self.batch_shape, self.height, self.width), default=1) < 1:
+            raise LayoutError(
+                f"batch dims, height and width must be >= 1, got batch_shape "
+                f"{self.batch_shape}, height {self.height}, width {self.width}"
+            )
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one image in input order, e.g. ``(H, W, C)`` for ``"HWC"``."""
+        h, w, c = self.height, self.width, self.channels
+        return {"HWC": (h, w, c), "CHW": (c, h, w), "HW": (h, w)}[self.order]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The full input shape a frame of this layout has: ``batch_shape + image_shape``."""
+        return self.batch_shape + self.image_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape :func:`normalize` returns: ``(*batch_shape, 3, height, width)``."""
+        return (*self.batch_shape, 3, self.height, self.width)
+
+    def describe(self) -> str:
+        """A short reading of the layout for error messages."""
+        batch = f"batch {self.batch_shape}, " if self.batch_shape else ""
+        return (
+            f"{self.order} ({batch}height {self.height}, width {self.width}, "
+            f"{self.channels} channel{'s' if self.channels > 1 else ''})"
+        )
+
+
+def as_tensor(x: Any) -> torch.Tensor:
+    """Reads a frame of any supported kind as a CPU torch tensor, without Python lists.
+
+    Accepts torch tensors (any device), numpy arrays, jax arrays (through dlpack),
+    tensordict ``NonTensorData`` / ``NonTensorStack`` (what a batched ``render()``
+    gives) and lists or tuples of any of these (stacked along a new first dim).
+    The result may share memory with ``x``; never write into it.
+
+    Args:
+      x: the frame.
+
+    Returns:
+      A CPU torch tensor with the same shape and values as ``x``.
+
+    Example:
+      >>> as_tensor(np.zeros((4, 4, 3), np.uint8)).shape
+      torch.Size([4, 4, 3])
+    """
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, np.ndarray):
+        return _from_numpy(x)
+    if isinstance(x, NonTensorStack):
+        return as_tensor(x.tolist())
+    if isinstance(x, NonTensorData):
+        return as_tensor(x.data)
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise LayoutError("got an empty list of frames; send at least one frame")
+        if isinstance(x[0], (int, float, bool)):
+            return torch.as_tensor(x)
+        parts = [as_tensor(part) for part in x]
+        shapes = {tuple(p.shape) for p in parts}
+        if len(shapes) > 1:
+            raise LayoutError(
+                f"cannot stack a list of frames with different shapes {sorted(shapes)}; "
+                "send frames of one shape"
+            )
+        return torch.stack(parts)
+    if hasattr(x, "__dlpack__"):  # jax, cupy, ...
+        try:
+            return torch.from_dlpack(x).cpu()
+        except (RuntimeError, TypeError, BufferError):
+            pass
+    if hasattr(x, "__array__"):
+        return _from_numpy(np.asarray(x))
+    raise LayoutError(
+        f"cannot read a frame of type {type(x).__name__}; send a torch tensor, a numpy or "
+        "jax array, or a list of them"
+    )
+
+
+def _from_numpy(a: np.ndarray) -> torch.Tensor:
+    if any(s < 0 for s in a.strides):
+        a = np.ascontiguousarray(a)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(a)
+    except TypeError as e:
+        raise LayoutError(
+            f"cannot read a numpy frame of dtype {a.dtype} and shape {a.shape}; "
+            f"convert it to one of {_DTYPE_NAMES}"
+        ) from e
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _readings(shape: tuple[int, ...]) -> list[str]:
+    """The orders an unhinted frame of this shape reads as (the detection rule)."""
+    if len(shape) == 2:
+        return ["HW"]
+    if len(shape) < 2:
+        return []
+    return [
+        order
+        for order, dim in (("HWC", shape[-1]), ("CHW", shape[-3]))
+        if dim in CHANNELS
+    ]
+
+
+def _reading(shape: tuple[int, ...], order: str) -> dict[str, Any]:
+    if order == "HWC":
+        *batch, h, w, c = shape
+    elif order == "CHW":
+        *batch, c, h, w = shape
+    else:
+        *batch, h, w = shape
+        c = 1
+    return dict(batch_shape=tuple(batch), order=order, channels=c, height=h, width=w)
+
+
+def _scale(t: torch.Tensor) -> int:
+    if t.dtype == torch.bool:
+        return 255
+    if t.dtype not in _FLOAT_DTYPES:
+        return 1
+    finite = t[torch.isfinite(t)]
+    if finite.numel() == 0 or finite.max().item() <= 1:
+        return 255
+    return 1
+
+
+def detect(x: Any, hint: str | Layout | None = None) -> Layout:
+    """Decides the layout of a frame (the first frame of a stream).
+
+    Args:
+      x: a frame of any kind :func:`as_tensor` reads, with optional leading batch dims.
+      hint: an order (``"HWC"``, ``"CHW"``, ``"HW"``) that replaces the detection
+        rule, or a full ``Layout`` that ``x`` must fit.
+
+    Returns:
+      The frame's ``Layout``.
+
+    Raises:
+      LayoutError: the shape reads as both ``HWC`` and ``CHW`` (both readings are
+        listed), as none, does not fit the hint, or the dtype is not supported.
+
+    Example:
+      >>> detect(np.zeros((2, 64, 48, 3), np.uint8))
+      Layout(batch_shape=(2,), order='HWC', channels=3, height=64, width=48, dtype='uint8', scale=1)
+    """
+    t = as_tensor(x)
+    shape = tuple(t.shape)
+    _check_dtype(t)
+    if min(shape, default=0) < 1:
+        raise LayoutError(f"got shape {shape} with an empty dim; send frames with pixels")
+    if isinstance(hint, Layout):
+        _check_fits(t, hint)
+        return hint
+    if hint is not None:
+        if hint not in ORDERS:
+            raise LayoutError(f"hint must be one of {ORDERS} or a Layout, got {hint!r}")
+        orders = [hint]
+        _check_hint(shape, hint)
+    else:
+        orders = _readings(shape)
+    if not orders:
+        raise LayoutError(
+            f"got shape {shape}, which reads as no frame layout: expected [*batch, H, W, C] or "
+            f"[*batch, C, H, W] with C in {CHANNELS}, or [H, W]; for batched grayscale "
+            "[*batch, H, W] pass layout='HW'"
+        )
+    scale = _scale(t)
+    layouts = [Layout(**_reading(shape, o), dtype=_dtype_name(t), scale=scale) for o in orders]
+    if len(layouts) > 1:
+        readings = " or as ".join(lay.describe() for lay in layouts)
+        raise LayoutError(
+            f"got shape {shape}, which is ambiguous: it reads as {readings}; pass the layout, "
+            f"e.g. layout={orders[0]!r} or layout={orders[1]!r}"
+        )
+    return layouts[0]
+
+
+def _check_dtype(t: torch.Tensor) -> None:
+    if t.dtype not in _DTYPES:
+        raise LayoutError(
+            f"got a frame of shape {tuple(t.shape)} and dtype {_dtype_name(t)}, which is not "
+            f"supported; convert it to one of {_DTYPE_NAMES}"
+        )
+
+
+def _check_hint(shape: tuple[int, ...], order: str) -> None:
+    rank = len(order)
+    if len(shape) < rank:
+        raise LayoutError(f"got shape {shape}, which has fewer than {rank} dims for {order}")
+    channel = {"HWC": shape[-1], "CHW": shape[-3], "HW": 1}[order]
+    if channel not in CHANNELS:
+        raise LayoutError(
+            f"got shape {shape}, which has {channel} channels when read as {order}; "
+            f"channels must be one of {CHANNELS}"
+        )
+
+
+def _check_fits(t: torch.Tensor, layout: Layout) -> None:
+    shape, dtype = tuple(t.shape), _dtype_name(t)
+    if shape != layout.shape or dtype != layout.dtype:
+        raise LayoutError(
+            f"expected shape {layout.shape} and dtype {layout.dtype} (the stream's layout "
+            f"{layout.describe()}), got shape {shape} and dtype {dtype}; send frames of one "
+            "layout per stream or start a new recorder"
+        )
+
+
+def normalize(
+    x: Any, layout: Layout, *, background: tuple[int, int, int] | None = None
+) -> torch.Tensor:
+    """Converts a frame that fits ``layout`` into ``uint8 [*batch, 3, H, W]``.
+
+    Grayscale is repeated to 3 channels; RGBA drops its alpha channel, or, with
+    ``background``, is composited over that colour. Values are multiplied by
+    ``layout.scale``, rounded and clipped to [0, 255]; NaN becomes 0 and +-inf is
+    clipped. Integer frames must hold values in [0, 255].
+
+    Args:
+      x: a frame of any kind :func:`as_tensor` reads.
+      layout: the stream's layout, usually from :func:`detect` on the first frame.
+      background: RGB colour (0-255) to composite RGBA frames over; ``None`` drops alpha.
+
+    Returns:
+      A fresh, contiguous ``uint8`` CPU tensor ``[*batch, 3, H, W]`` that shares no
+      memory with ``x``.
+
+    Raises:
+      LayoutError: ``x`` does not have ``layout.shape`` and ``layout.dtype`` (the
+        message gives both shapes), or integer values lie outside [0, 255].
+
+    Example:
+      >>> x = np.full((8, 8), 0.5, np.float32)
+      >>> normalize(x, detect(x))[:, 0, 0].tolist()
+      [128, 128, 128]
+    """
+    t = as_tensor(x)
+    _check_fits(t, layout)
+    if layout.order == "HWC":
+        t = t.movedim(-1, -3)
+    elif layout.order == "HW":
+        t = t.unsqueeze(-3)
+    rgb = _to_uint8_values(t[..., :3, :, :], layout)
+    if layout.channels == 4 and background is not None:
+        alpha = _to_uint8_values(t[..., 3:, :, :], layout).float() / 255
+        bg = torch.tensor(background, dtype=torch.float32).view(3, 1, 1)
+        rgb = (rgb.float() * alpha + bg * (1 - alpha)).round().clamp(0, 255)
+    out = torch.empty(layout.output_shape, dtype=torch.uint8)
+    out.copy_(rgb.expand(layout.output_shape))
+    return out
+
+
+def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Maps values to [0, 255] (uint8 or float); may share memory with ``t``."""
+    if t.dtype == torch.uint8:
+        return t
+    if t.dtype == torch.bool:
+        return t.to(torch.uint8) * 255
+    if t.dtype in _FLOAT_DTYPES:
+        work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32)
+        work = torch.nan_to_num(work * layout.scale, nan=0.0)
+        return work.round_().clamp_(0, 255).to(torch.uint8)
+    wide = t.to(torch.int64)  # min/max are not implemented for torch's uint16/32/64
+    low, high = wide.min().item(), wide.max().item()
+    if low < 0 or high > 255:
+        raise LayoutError(
+            f"got an integer frame of shape {layout.shape} and dtype {_dtype_name(t)} with "
+            f"values in [{low}, {high}]; integer frames must lie in [0, 255]: clip them or "
+            "convert them to uint8"
+        )
+    return wide.to(torch.uint8)
+
+
+def count_nonfinite(x: Any) -> int:
+    """Counts NaN and +-inf values of a frame (0 without work for integer and bool frames).
+
+    Args:
+      x: a frame of any kind :func:`as_tensor` reads.
+
+    Returns:
+      The number of non-finite values.
+
+    Example:
+      >>> count_nonfinite(np.array([[0.0, np.nan], [np.inf, 1.0]]))
+      2
+    """
+    t = as_tensor(x)
+    if not (t.is_floating_point() or t.is_complex()):
+        return 0
+    return int((~torch.isfinite(t)).sum().item())
