@@ -1,0 +1,34 @@
+"""Shared test setup: Hypothesis profiles, headless rendering, a frame factory."""
+
+import os
+
+import torch
+from hypothesis import settings
+from tensordict import TensorDict
+
+# pygame (gymnasium's classic-control rendering) must not look for a display.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+# "ci": at least 200 examples, derandomized so a failure reproduces, and the
+# reproduction blob printed. "dev": quicker, random, still prints the blob.
+settings.register_profile("ci", max_examples=200, derandomize=True, print_blob=True, deadline=None)
+settings.register_profile("dev", max_examples=50, print_blob=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def stamped_frame(index: int, height: int = 6, width: int = 8) -> torch.Tensor:
+    """A uint8 HWC frame that carries ``index`` in its pixels (red: low byte, green: high)."""
+    frame = torch.zeros(height, width, 3, dtype=torch.uint8)
+    frame[..., 0] = index % 256
+    frame[..., 1] = index // 256
+    return frame
+
+
+def frame_index(frame: torch.Tensor) -> int:
+    """The index that :func:`stamped_frame` wrote into a ``[3, H, W]`` frame."""
+    return int(frame[0, 0, 0]) + 256 * int(frame[1, 0, 0])
+
+
+def pixel_steps(n: int, start: int = 0) -> list[TensorDict]:
+    """``n`` one-step TensorDicts whose ``"pixels"`` are stamped ``start, start+1, ...``."""
+    return [TensorDict({"pixels": stamped_frame(i)}) for i in range(start, start + n)]
