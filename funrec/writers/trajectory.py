@@ -1,0 +1,396 @@
+"""A streaming trajectory store: TensorDict steps to a memory-mapped directory.
+
+:class:`TrajectoryWriter` appends steps to one file per leaf, laid out as a
+tensordict memmap directory (``<path>/next/reward.memmap``...). Files grow in
+preallocated chunks whose size doubles (64 steps, 128, ... up to 64 MiB a chunk),
+so appending costs no copy and a full disk is reported when a chunk is
+allocated, before the step is written. Every time a chunk fills (and on
+``flush()``/``close()``), the writer commits: it flushes the files and rewrites
+``<path>/index.json`` atomically with the number of valid steps. A process killed
+at any moment leaves every committed step loadable. ``close()`` trims the files to
+the steps written and adds tensordict's ``meta.json`` files, so a closed store
+also opens with ``TensorDict.load_memmap``.
+
+Episodes: each step gets an int64 ``"episode"`` entry (one id per batch entry),
+starting a new id after a step whose done key is set, so episode ``i`` is
+``td[td["episode"] == i]`` (:func:`episode`), and TorchRL's ``SliceSampler``
+can read the store as it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
+
+from funrec.writers._files import WriterError, funrec_version, write_json
+
+__all__ = ["TrajectoryWriter", "episode", "load"]
+
+_INDEX = "index.json"
+_NestedKey = str | tuple[str, ...]
+
+
+class TrajectoryWriter:
+    """Streams TensorDict steps to a trajectory store directory.
+
+    Args:
+      path: a directory that does not exist yet (or is empty).
+      done_key: the key that ends an episode (``[*batch]`` or ``[*batch, 1]``);
+        None when the steps have no episodes (one episode per batch entry).
+      episode_key: where the episode id of each step is stored; None to store none.
+      first_chunk: steps in the first preallocated chunk; each next chunk doubles.
+      max_chunk_bytes: upper bound on a chunk's size, which is also the most
+        a crash can lose since the last commit.
+
+    Attributes:
+      path: the store directory.
+      steps: the number of steps written.
+
+    Example:
+      >>> import torch, tempfile
+      >>> from tensordict import TensorDict
+      >>> from funrec.writers import TrajectoryWriter, load
+      >>> path = tempfile.mkdtemp() + "/traj"
+      >>> with TrajectoryWriter(path) as w:
+      ...     for t in range(5):
+      ...         w.append(TensorDict({"obs": torch.full((2,), t),
+      ...                              "next": {"done": torch.tensor([t == 2])}}))
+      >>> td = load(path)
+      >>> td["obs"][:, 0].tolist(), td["episode"].tolist()
+      ([0, 1, 2, 3, 4], [0, 0, 0, 1, 1])
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        done_key: _NestedKey | None = ("next", "done"),
+        episode_key: str | None = "episode",
+        first_chunk: int = 64,
+        max_chunk_bytes: int = 64 << 20,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise FileExistsError(
+                f"TrajectoryWriter: {str(self.path)!r} already exists; a store is never written "
+                "over another: pass a new path or remove the old store."
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriterError(
+                f"TrajectoryWriter: cannot create {str(self.path)!r} ({err.strerror or err}); "
+                "choose a writable directory."
+            ) from err
+        self.done_key = done_key
+        self.episode_key = episode_key
+        self.steps = 0
+        self._first_chunk = first_chunk
+        self._max_chunk_bytes = max_chunk_bytes
+        self._capacity = 0
+        self._chunks = 0
+        self._batch: torch.Size | None = None
+        self._leaves: dict[tuple[str, ...], tuple[torch.dtype, torch.Size]] = {}
+        self._files: dict[tuple[str, ...], Any] = {}
+        self._episode: torch.Tensor | None = None
+        self._next_episode = 0
+        self._closed = False
+        self._commit(complete=False)
+
+    def append(self, td: TensorDictBase) -> None:
+        """Writes one step (a TensorDict of batch size ``[*batch]``).
+
+        Raises:
+          ValueError: a key, shape or dtype differs from the first step; nothing
+            of this step is written.
+          WriterError: the disk is full; nothing of this step is written and every
+            step before it is committed: ``close()`` and write the rest elsewhere.
+        """
+        self.extend(td.unsqueeze(0))
+
+    def extend(self, td: TensorDictBase) -> None:
+        """Writes ``T`` steps at once (a TensorDict of batch size ``[T, *batch]``).
+
+        All or nothing: the chunks needed are allocated before anything is written.
+        """
+        if self._closed:
+            raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
+        rows = self._rows(td)
+        count = td.batch_size[0]
+        if count == 0:
+            return
+        episodes, state = self._episodes(td, count)
+        if self.episode_key is not None:
+            rows[(self.episode_key,)] = episodes
+        while self.steps + count > self._capacity:
+            self._grow()
+        try:
+            for key, value in rows.items():
+                self._files[key].write(memoryview(value.reshape(-1).view(torch.uint8).numpy()))
+        except OSError as err:
+            self._closed = True
+            raise WriterError(
+                f"{str(self.path)!r}: writing failed ({err.strerror or err}); the store keeps "
+                f"the steps committed before ({_committed(self.path)}) and loads with those; "
+                "write the remaining steps to another store."
+            ) from err
+        self.steps += count
+        self._episode, self._next_episode = state
+        if self.steps == self._capacity:
+            self._commit(complete=False)
+
+    def flush(self) -> None:
+        """Commits now: every step written so far survives a crash."""
+        if not self._closed:
+            self._commit(complete=False)
+
+    def close(self) -> None:
+        """Commits, trims the files to the steps written and marks the store complete."""
+        if self._closed:
+            return
+        self._commit(complete=False)
+        self._closed = True
+        for key, file in self._files.items():
+            file.close()
+            os.truncate(self._file(key), self.steps * self._row_bytes(key))
+        self._write_tensordict_meta()
+        self._commit(complete=True)
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TrajectoryWriter({str(self.path)!r}, steps={self.steps})"
+
+    # -- checking a step
+
+    def _rows(self, td: TensorDictBase) -> dict[tuple[str, ...], torch.Tensor]:
+        if not isinstance(td, TensorDictBase):
+            raise TypeError(
+                f"{str(self.path)!r}: expected a TensorDict, got {type(td).__name__}; "
+                "wrap dicts with tensordict.TensorDict(d, batch_size=[...])."
+            )
+        batch = td.batch_size[1:]
+        rows: dict[tuple[str, ...], torch.Tensor] = {}
+        for key, value in td.items(include_nested=True, leaves_only=True):
+            key = key if isinstance(key, tuple) else (key,)
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(
+                    f"{str(self.path)!r}: key {key} holds {type(value).__name__}, not a tensor; "
+                    "the store keeps tensors only: drop it with td.exclude(key) or "
+                    "funrec.select(...)."
+                )
+            rows[key] = value.detach().cpu().contiguous()
+        if self.episode_key is not None and (self.episode_key,) in rows:
+            raise ValueError(
+                f"{str(self.path)!r}: the steps already have a key {self.episode_key!r}; pass "
+                "episode_key=None to keep yours, or another name for the episode ids."
+            )
+        if self._batch is None:
+            self._start(batch, rows)
+        if batch != self._batch or rows.keys() != self._user_keys():
+            raise ValueError(
+                f"{str(self.path)!r}: this step has batch size {tuple(batch)} and keys "
+                f"{sorted(rows)}, the store has {tuple(self._batch)} and "
+                f"{sorted(self._user_keys())}; every step needs the first step's keys and "
+                "batch size: write these steps to another store, or select/rename keys first."
+            )
+        for key, value in rows.items():
+            dtype, shape = self._leaves[key]
+            if value.dtype != dtype or value.shape[1:] != shape:
+                raise ValueError(
+                    f"{str(self.path)!r}: key {key} has shape {tuple(value.shape[1:])} and "
+                    f"{value.dtype} in this step, {tuple(shape)} and {dtype} in the first; "
+                    "convert it (e.g. .to(dtype)) or write these steps to another store."
+                )
+        return rows
+
+    def _start(self, batch: torch.Size, rows: dict[tuple[str, ...], torch.Tensor]) -> None:
+        if self.done_key is not None and _as_tuple(self.done_key) not in rows:
+            raise ValueError(
+                f"{str(self.path)!r}: the first step has no done key {self.done_key!r} "
+                f"(keys: {sorted(rows)}); pass done_key= the key that ends an episode, or "
+                "done_key=None for one episode per batch entry."
+            )
+        self._batch = batch
+        self._leaves = {key: (v.dtype, v.shape[1:]) for key, v in rows.items()}
+        if self.episode_key is not None:
+            self._leaves[(self.episode_key,)] = (torch.int64, batch)
+        self._episode = torch.arange(batch.numel()).reshape(batch)
+        self._next_episode = batch.numel()
+        for key in self._leaves:
+            self._file(key).parent.mkdir(parents=True, exist_ok=True)
+            self._files[key] = open(self._file(key), "w+b", buffering=1 << 16)  # noqa: SIM115
+
+    def _user_keys(self) -> set[tuple[str, ...]]:
+        return {key for key in self._leaves if key != (self.episode_key,)}
+
+    def _episodes(self, td: TensorDictBase, count: int) -> tuple[torch.Tensor, tuple]:
+        """The episode id of each row, and the (ids, next id) state after the last row."""
+        assert self._episode is not None
+        current, next_id = self._episode.clone(), self._next_episode
+        ids = torch.empty((count, *current.shape), dtype=torch.int64)
+        done = None
+        if self.done_key is not None:
+            done = td.get(self.done_key).reshape(count, *current.shape, -1).any(-1)
+        for t in range(count):
+            ids[t] = current
+            if done is not None and done[t].any():
+                ended = done[t]
+                current[ended] = next_id + torch.arange(int(ended.sum()))
+                next_id += int(ended.sum())
+        return ids, (current, next_id)
+
+    # -- files
+
+    def _file(self, key: tuple[str, ...]) -> Path:
+        return self.path.joinpath(*key[:-1], f"{key[-1]}.memmap")
+
+    def _row_bytes(self, key: tuple[str, ...]) -> int:
+        dtype, shape = self._leaves[key]
+        return shape.numel() * dtype.itemsize
+
+    def _grow(self) -> None:
+        """Preallocates the next chunk of every file (its size doubles, up to max_chunk_bytes)."""
+        row = max(1, sum(self._row_bytes(key) for key in self._leaves))
+        chunk = min(self._first_chunk << self._chunks, max(1, self._max_chunk_bytes // row))
+        capacity = self._capacity + chunk
+        try:
+            for key, file in self._files.items():
+                _preallocate(file.fileno(), capacity * self._row_bytes(key))
+        except OSError as err:
+            self._commit(complete=False)
+            raise WriterError(
+                f"{str(self.path)!r}: cannot allocate room for {capacity} steps "
+                f"({err.strerror or err}); the {self.steps} steps written so far are committed "
+                "and load; close() this writer and write the remaining steps to another disk."
+            ) from err
+        self._capacity = capacity
+        self._chunks += 1
+
+    def _commit(self, *, complete: bool) -> None:
+        for file in self._files.values():
+            if not file.closed:
+                file.flush()
+        index = {
+            "format": "funrec-trajectory",
+            "version": 1,
+            "steps": self.steps,
+            "complete": complete,
+            "batch_size": list(self._batch) if self._batch is not None else None,
+            "leaves": [
+                {"key": list(key), "dtype": str(dtype).removeprefix("torch."), "shape": list(shape)}
+                for key, (dtype, shape) in self._leaves.items()
+            ],
+            "done_key": self.done_key,
+            "episode_key": self.episode_key,
+            "episodes": self._next_episode,
+            "funrec_version": funrec_version(),
+        }
+        write_json(self.path / _INDEX, index)
+
+    def _write_tensordict_meta(self) -> None:
+        """Writes tensordict's ``meta.json`` files so ``TensorDict.load_memmap`` opens the store."""
+        assert self._batch is not None or not self._leaves
+        batch = [self.steps, *(self._batch or ())]
+        tree: dict[tuple[str, ...], dict[str, Any]] = {(): {}}
+        for key, (dtype, shape) in self._leaves.items():
+            for depth in range(1, len(key)):
+                tree.setdefault(key[:depth], {})
+                tree[key[: depth - 1]][key[depth - 1]] = {"type": "TensorDict"}
+            tree[key[:-1]][key[-1]] = {
+                "device": "cpu",
+                "shape": [self.steps, *shape],
+                "dtype": str(dtype),
+                "is_nested": False,
+            }
+        for prefix, entries in tree.items():
+            entries.update(shape=batch, device="None", _type=str(TensorDict))
+            write_json(self.path.joinpath(*prefix, "meta.json"), entries)
+
+
+def _preallocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as err:  # file systems without fallocate: a sparse file
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.ftruncate(fd, max(size, os.fstat(fd).st_size))
+
+
+def _committed(path: Path) -> int:
+    return json.loads((path / _INDEX).read_text())["steps"]
+
+
+def _as_tuple(key: _NestedKey) -> tuple[str, ...]:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def load(path: str | Path) -> TensorDict:
+    """Opens a trajectory store as a memory-mapped TensorDict ``[T, *batch]``.
+
+    Nothing is read until a value is used. A store whose writer was killed opens
+    with the steps committed before the kill.
+
+    Args:
+      path: a directory written by :class:`TrajectoryWriter`.
+
+    Returns:
+      A TensorDict of ``MemoryMappedTensor`` s, batch size ``[T, *batch]``; with
+      the writer's episode key (default ``"episode"``) holding episode ids.
+      Writing into it writes to the files, as with ``TensorDict.load_memmap``.
+
+    Example:
+      >>> from funrec.writers import load  # doctest: +SKIP
+      >>> td = load("runs/traj")            # doctest: +SKIP
+      >>> first = episode(td, 0)            # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        index = json.loads((path / _INDEX).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"load({str(path)!r}): no {_INDEX} there; is it a funrec trajectory store "
+            "(written by TrajectoryWriter)?"
+        ) from None
+    steps = index["steps"]
+    td = TensorDict({}, batch_size=[steps, *(index["batch_size"] or ())])
+    for leaf in index["leaves"]:
+        key = tuple(leaf["key"])
+        dtype = getattr(torch, leaf["dtype"])
+        shape = [steps, *leaf["shape"]]
+        if steps:
+            file = path.joinpath(*key[:-1], f"{key[-1]}.memmap")
+            value = MemoryMappedTensor.from_filename(file, dtype, shape)
+        else:
+            value = torch.empty(shape, dtype=dtype)
+        td.set(key, value)
+    return td
+
+
+def episode(td: TensorDictBase, i: int, key: str = "episode") -> TensorDictBase:
+    """Episode ``i`` of a loaded store, its steps in time order.
+
+    Args:
+      td: a TensorDict from :func:`load`.
+      i: the episode id (ids count episodes in the order they started).
+      key: the episode key the store was written with.
+
+    Returns:
+      A TensorDict of batch size ``[L]`` (a copy of that episode's steps).
+
+    Example:
+      >>> first = episode(load("runs/traj"), 0)  # doctest: +SKIP
+    """
+    if key not in td:
+        raise KeyError(f"episode(): no {key!r} key; the store was written with episode_key=None.")
+    return td[td.get(key) == i]
