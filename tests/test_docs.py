@@ -1,0 +1,27 @@
+"""The Python examples in the README and docs/ run as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_blocks(text: str) -> str:
+    """The page's ```python blocks, joined in order (later blocks build on earlier ones)."""
+    return "\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL))
+
+
+PAGES = [
+    page.relative_to(ROOT).as_posix()
+    for page in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+    if python_blocks(page.read_text())
+]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_examples_run(page, tmp_path, monkeypatch):
+    code = python_blocks((ROOT / page).read_text())
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    exec(compile(code, page, "exec"), {"__name__": "__docs__"})
