@@ -265,7 +265,7 @@ def detect(x: Any, hint: str | Layout | None = None) -> Layout:
     t = as_tensor(x)
     shape = tuple(t.shape)
     _check_dtype(t)
-    if min(shape, default=0) < 1:
+    if 0 in shape:
         raise LayoutError(f"got shape {shape} with an empty dim; send frames with pixels")
     if isinstance(hint, Layout):
         _check_fits(t, hint)
