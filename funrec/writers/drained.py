@@ -1,0 +1,114 @@
+"""The seam between the pure core and the writers: drain a state into a writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+import funrec
+from funrec.writers.trajectory import TrajectoryWriter
+from funrec.writers.video import VideoWriter
+
+__all__ = ["write_drained"]
+
+Writer = VideoWriter | TrajectoryWriter
+
+
+def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
+    """Writes what a recorder state holds, and returns the state emptied of it.
+
+    ``frames()`` states go to a :class:`VideoWriter` (batched frames
+    ``[*batch, 3, H, W]`` are tiled into one grid image per step, as TorchRL's
+    VideoRecorder does for batched envs; the sidecar metadata gets the state's
+    counts and layout); ``tensordicts()`` states go to a :class:`TrajectoryWriter`.
+    A ``named(...)`` state takes a dict ``name -> writer``; names without a
+    writer keep their items.
+
+    If writing fails, the error propagates and the caller's ``state`` still holds
+    every item: retry with another writer, nothing is lost (items a failed writer
+    had already taken may then be written twice).
+
+    Args:
+      state: a recorder state (``frames()``, ``tensordicts()``, gated, or named).
+      writer: a writer, or for a named state a dict of writers.
+
+    Returns:
+      The drained state; keep recording into it.
+
+    Example:
+      >>> import torch, tempfile
+      >>> from tensordict import TensorDict
+      >>> import funrec
+      >>> from funrec.writers import open_video, write_drained
+      >>> rec = funrec.frames("pixels")
+      >>> state = rec.init()
+      >>> with open_video(tempfile.mkdtemp() + "/clip.mp4") as w:
+      ...     for t in range(4):
+      ...         td = TensorDict({"pixels": torch.zeros(16, 16, 3, dtype=torch.uint8)})
+      ...         state = write_drained(rec.step(state, td), w)
+      >>> w.frames, len(funrec.video(state))
+      (4, 0)
+    """
+    if isinstance(writer, Mapping):
+        if not isinstance(state, funrec.NamedState):
+            raise TypeError(
+                f"write_drained(): a dict of writers needs a named(...) state, got "
+                f"{type(state).__name__}; pass one writer."
+            )
+        unknown = set(writer) - set(state.names)
+        if unknown:
+            raise KeyError(
+                f"write_drained(): no recorder named {sorted(unknown)} in named({state.names}); "
+                "use the names given to funrec.named(...)."
+            )
+        states = tuple(
+            write_drained(sub, writer[name]) if name in writer else sub
+            for name, sub in state.items()
+        )
+        return state._replace(states=states)
+    items, drained = funrec.drain(state)
+    if isinstance(items, dict):
+        raise TypeError(
+            f"write_drained(): the state is named({', '.join(items)}); pass a dict "
+            "name -> writer."
+        )
+    if not items:
+        return drained
+    if isinstance(writer, VideoWriter):
+        frames = torch.stack(items)
+        writer.metadata.update(_frames_metadata(drained))
+        writer.write(_tile(frames) if frames.ndim > 4 else frames)
+    elif isinstance(writer, TrajectoryWriter):
+        writer.extend(torch.stack(items))
+    else:
+        raise TypeError(
+            f"write_drained(): cannot write {type(items[0]).__name__} items to "
+            f"{type(writer).__name__}; use a VideoWriter for frames() and a "
+            "TrajectoryWriter for tensordicts()."
+        )
+    return drained
+
+
+def _frames_metadata(state: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {"counts": funrec.counts(state)._asdict()}
+    while isinstance(state, funrec.GateState):
+        state = state.inner
+    if getattr(state, "layout", None) is not None:
+        info["layout"] = dataclasses.asdict(state.layout)
+    return info
+
+
+def _tile(frames: torch.Tensor) -> torch.Tensor:
+    """``[T, *batch, 3, H, W]`` -> ``[T, 3, rows * H, cols * W]``, batch entries row by row."""
+    frames = frames.flatten(1, -4)
+    steps, count, channels, height, width = frames.shape
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    grid = frames.new_zeros(steps, rows * cols, channels, height, width)
+    grid[:, :count] = frames
+    grid = grid.reshape(steps, rows, cols, channels, height, width)
+    return grid.permute(0, 3, 1, 4, 2, 5).reshape(steps, channels, rows * height, cols * width)
