@@ -76,19 +76,18 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
             f"write_drained(): the state is named({', '.join(items)}); pass a dict "
             "name -> writer."
         )
-    if not items:
-        return drained
     if isinstance(writer, VideoWriter):
-        frames = torch.stack(items)
-        writer.metadata.update(_frames_metadata(drained))
-        writer.write(_tile(frames) if frames.ndim > 4 else frames)
+        writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
+        if items:
+            frames = torch.stack(items)
+            writer.write(_tile(frames) if frames.ndim > 4 else frames)
     elif isinstance(writer, TrajectoryWriter):
-        writer.extend(torch.stack(items))
+        if items:
+            writer.extend(torch.stack(items))
     else:
         raise TypeError(
-            f"write_drained(): cannot write {type(items[0]).__name__} items to "
-            f"{type(writer).__name__}; use a VideoWriter for frames() and a "
-            "TrajectoryWriter for tensordicts()."
+            f"write_drained(): cannot write to {type(writer).__name__}; use a VideoWriter "
+            "for frames() and a TrajectoryWriter for tensordicts()."
         )
     return drained
 

@@ -154,8 +154,8 @@ class TrajectoryWriter:
         """Commits, trims the files to the steps written and marks the store complete."""
         if self._closed:
             return
-        self._commit(complete=False)
         self._closed = True
+        # Trim before committing: on a full disk this frees the preallocated room first.
         for key, file in self._files.items():
             file.close()
             os.truncate(self._file(key), self.steps * self._row_bytes(key))
