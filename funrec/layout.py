@@ -192,7 +192,7 @@ def as_tensor(x: Any) -> torch.Tensor:
 
 def _from_numpy(a: np.ndarray) -> torch.Tensor:
     if any(s < 0 for s in a.strides):
-        a = np.ascontiguousarray(a)
+        a = a.copy()  # np.ascontiguousarray keeps a negative stride on a size-1 dim
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

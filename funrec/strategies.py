@@ -146,8 +146,9 @@ def images_for(draw: st.DrawFn, layout: Layout) -> torch.Tensor:
       >>> images_for(Layout((), "HW", 1, 8, 8, "uint8", 1)).example().shape
       torch.Size([8, 8])
     """
+    high = 127 if layout.dtype == "int8" else 255
     pixels = torch.from_numpy(
-        draw(hnp.arrays("uint8", layout.shape, elements=st.integers(0, 255)))
+        draw(hnp.arrays("uint8", layout.shape, elements=st.integers(0, high)))
     )
     dtype = getattr(torch, layout.dtype)
     if layout.dtype == "bool":

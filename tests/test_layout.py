@@ -9,8 +9,9 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tensordict import NonTensorData, NonTensorStack
+from tensordict import NonTensorData, NonTensorStack, TensorDict
 
+import funrec
 from funrec import strategies as fst
 from funrec.layout import Layout, LayoutError, as_tensor, count_nonfinite, detect, normalize
 
@@ -345,3 +346,121 @@ def test_layout_validates_its_fields():
     assert layout.batch_shape == (2,)
     assert (layout.shape, layout.output_shape) == ((2, 4, 5, 6), (2, 3, 5, 6))
     assert pickle.loads(pickle.dumps(layout)) == layout
+
+
+# --- frames(): the layout is decided once per stream -----------------------------------
+
+
+def pixels_td(frame) -> TensorDict:
+    batch = tuple(frame.shape[:-3]) if isinstance(frame, torch.Tensor) and frame.dim() > 3 else ()
+    return TensorDict({"pixels": frame}, batch_size=batch)
+
+
+@given(
+    first=fst.layouts(max_side=6),
+    other=fst.layouts(max_side=6, detectable=False),
+    n=st.integers(1, 3),
+    data=st.data(),
+)
+def test_a_frame_of_another_layout_raises_and_leaves_the_state_equal(first, other, n, data):
+    assume(other.shape != first.shape or other.dtype != first.dtype)
+    rec = funrec.frames("pixels")
+    steps = [TensorDict({"pixels": data.draw(fst.images_for(first))}) for _ in range(n)]
+    state = funrec.fold(rec, steps)
+    assert state.layout == first
+    before = pickle.loads(pickle.dumps(state))
+    bad = data.draw(fst.images_for(other), label="bad frame")
+    with pytest.raises(LayoutError) as err:
+        rec.step(state, TensorDict({"pixels": bad}))
+    message = str(err.value)
+    assert "'pixels'" in message
+    assert f"expected shape {first.shape}" in message and f"got shape {other.shape}" in message
+    assert state == before
+    state = rec.step(state, steps[0])  # the stream goes on
+    assert funrec.counts(state).recorded == n + 1
+    expected = torch.stack([normalize(td["pixels"], first) for td in [*steps, steps[0]]])
+    assert torch.equal(funrec.video(state), expected)
+
+
+@given(steps=fst.rollouts(max_steps=6))
+def test_frames_records_every_rollout_exactly(steps):
+    state = funrec.fold(funrec.frames("pixels"), steps)
+    layout = detect(steps[0]["pixels"])
+    assert state.layout == layout
+    expected = torch.stack([normalize(td["pixels"], layout) for td in steps])
+    assert torch.equal(funrec.video(state), expected)
+
+
+def test_frames_takes_a_hint_or_a_layout_for_ambiguous_shapes():
+    frame = torch.arange(3 * 8 * 3, dtype=torch.uint8).reshape(3, 8, 3)
+    td = TensorDict({"pixels": frame})
+    with pytest.raises(LayoutError, match=r"frames\('pixels'\).*ambiguous"):
+        funrec.frames().step(funrec.frames().init(), td)
+    as_hwc = funrec.fold(funrec.frames(layout="HWC"), [td])
+    assert torch.equal(funrec.video(as_hwc)[0], frame.movedim(-1, 0))
+    as_chw = funrec.fold(funrec.frames(layout=detect(frame, hint="CHW")), [td])
+    assert torch.equal(funrec.video(as_chw)[0], frame)
+
+
+def test_a_dark_frame_later_in_a_0_255_float_stream_is_not_rescaled():
+    frames = [torch.full((8, 8, 3), 200.0), torch.full((8, 8, 3), 0.9), torch.zeros(8, 8, 3)]
+    state = funrec.fold(funrec.frames(), [TensorDict({"pixels": f}) for f in frames])
+    assert funrec.video(state)[:, 0, 0, 0].tolist() == [200, 1, 0]
+
+
+def test_nonfinite_values_are_counted_in_the_state():
+    frame = torch.full((8, 8, 3), 0.5)
+    frame[0, 0] = float("nan")
+    frame[1, 1, 1] = float("inf")
+    state = funrec.fold(funrec.frames(), [TensorDict({"pixels": frame})] * 2)
+    assert state.nonfinite == 8
+    assert funrec.video(state)[:, :, 0, 0].unique().tolist() == [0]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_batched_render_nonTensorStack_is_recorded_per_env():
+    """TorchRL: SerialEnv of envs that render into NonTensorData gives NonTensorStack pixels."""
+    from torchrl.envs import GymEnv, SerialEnv
+    from torchrl.record import PixelRenderTransform
+
+    def make_env():
+        env = GymEnv("CartPole-v1", render_mode="rgb_array")
+        return env.append_transform(PixelRenderTransform(as_non_tensor=True))
+
+    env = SerialEnv(2, make_env)
+    try:
+        env.set_seed(0)
+        rollout = env.rollout(3)
+    finally:
+        env.close()
+    steps = [rollout[:, t] for t in range(rollout.shape[1])]
+    assert isinstance(steps[0].get("pixels"), NonTensorStack)
+    state = funrec.fold(funrec.frames("pixels"), steps)
+    video = funrec.video(state)
+    assert video.shape == (3, 2, 3, 400, 600)
+    for t, td in enumerate(steps):
+        for env_index, array in enumerate(td.get("pixels").tolist()):
+            assert torch.equal(video[t, env_index], torch.from_numpy(array).permute(2, 0, 1))
+    assert not torch.equal(video[0, 0], video[0, 1])  # two envs, two different carts
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_float_0_1_frames_from_torchrl_are_not_black():
+    """TorchRL's VideoRecorder writes ToTensorImage's float [0,1] frames as all black."""
+    from torchrl.envs import GymEnv, ToTensorImage, TransformedEnv
+
+    env = TransformedEnv(
+        GymEnv("CartPole-v1", from_pixels=True, pixels_only=False),
+        ToTensorImage(in_keys=["pixels"], out_keys=["pixels_float"]),
+    )
+    try:
+        env.set_seed(0)
+        rollout = env.rollout(3)
+    finally:
+        env.close()
+    assert rollout["pixels_float"].dtype == torch.float32
+    rec = funrec.named(raw=funrec.frames("pixels"), scaled=funrec.frames("pixels_float"))
+    state = funrec.fold(rec, rollout.unbind(0))
+    scaled = funrec.video(state["scaled"])
+    assert torch.equal(scaled, funrec.video(state["raw"]))
+    assert scaled.float().mean() > 200  # CartPole's frames are mostly white
