@@ -1,0 +1,33 @@
+"""The benchmark runner runs: a tiny configuration in a subprocess, its table checked.
+
+Nothing here times anything; the numbers of a quick run mean nothing.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED_ROWS = [
+    "| 84x84x3 |",
+    "| 400x600x3 |",
+    "| 16x84x84x3 |",
+    "| unbounded |",
+    "| drop_oldest, max_frames=1000 |",
+]
+
+
+def test_quick_run_writes_every_scenario_row(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    report = out.read_text()
+    assert "## Machine" in report and "## Summary" in report
+    missing = [row for row in EXPECTED_ROWS if row not in report]
+    assert not missing, f"rows missing from the quick report: {missing}"
