@@ -73,8 +73,7 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     items, drained = funrec.drain(state)
     if isinstance(items, dict):
         raise TypeError(
-            f"write_drained(): the state is named({', '.join(items)}); pass a dict "
-            "name -> writer."
+            f"write_drained(): the state is named({', '.join(items)}); pass a dict name -> writer."
         )
     if isinstance(writer, VideoWriter):
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames

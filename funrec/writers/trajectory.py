@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
+from tensordict import MemoryMappedTensor, NonTensorData, NonTensorStack, TensorDict, TensorDictBase
 
 from funrec.writers._files import WriterError, funrec_version, write_json
 
@@ -112,7 +112,7 @@ class TrajectoryWriter:
           WriterError: the disk is full; nothing of this step is written and every
             step before it is committed: ``close()`` and write the rest elsewhere.
         """
-        self.extend(td.unsqueeze(0))
+        self.extend(td.unsqueeze(0) if isinstance(td, TensorDictBase) else td)
 
     def extend(self, td: TensorDictBase) -> None:
         """Writes ``T`` steps at once (a TensorDict of batch size ``[T, *batch]``).
@@ -181,7 +181,7 @@ class TrajectoryWriter:
             )
         batch = td.batch_size[1:]
         rows: dict[tuple[str, ...], torch.Tensor] = {}
-        for key, value in td.items(include_nested=True, leaves_only=True):
+        for key, value in td.items(include_nested=True, leaves_only=True, is_leaf=_is_leaf):
             key = key if isinstance(key, tuple) else (key,)
             if not isinstance(value, torch.Tensor):
                 raise ValueError(
@@ -316,6 +316,11 @@ class TrajectoryWriter:
         for prefix, entries in tree.items():
             entries.update(shape=batch, device="None", _type=str(TensorDict))
             write_json(self.path.joinpath(*prefix, "meta.json"), entries)
+
+
+def _is_leaf(cls: type) -> bool:
+    # Non-tensor entries count as leaves so they are refused, not silently skipped.
+    return not issubclass(cls, TensorDictBase) or issubclass(cls, NonTensorData | NonTensorStack)
 
 
 def _preallocate(fd: int, size: int) -> None:
