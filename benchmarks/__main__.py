@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.harness import ROOT, Config, Section, table
 
-SCENARIOS = ("record_cost", "fold_scaling")
+SCENARIOS = ("record_cost", "fold_scaling", "writer")
 PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
 
 METHOD = """\

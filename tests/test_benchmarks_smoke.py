@@ -15,6 +15,8 @@ EXPECTED_ROWS = [
     "| 16x84x84x3 |",
     "| unbounded |",
     "| drop_oldest, max_frames=1000 |",
+    "| veryfast |",
+    "| ultrafast |",
 ]
 
 
