@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.harness import ROOT, Config, Section, table
 
-SCENARIOS = ("record_cost", "fold_scaling", "writer")
+SCENARIOS = ("record_cost", "fold_scaling", "writer", "gym_record_video")
 PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
 
 METHOD = """\
@@ -36,7 +36,9 @@ alike. Cells give the median and, in brackets, the minimum and maximum over the
 rounds. A ratio `a / b` is computed round by round (`a[i] / b[i]`, measured
 side by side) and then summarized the same way, never as a ratio of medians.
 Peak resident memory is measured in a fresh Python interpreter per
-configuration (`getrusage` `ru_maxrss`), so runs do not pollute each other.
+configuration (its `VmHWM`; `ru_maxrss` is useless here, Linux carries it across
+`exec` from the parent), so runs do not pollute each other; ffmpeg child
+processes are sampled every 20 ms and reported apart.
 Timings are wall-clock (`time.perf_counter`) with Python's garbage collector on,
 as users run. torch runs with one intra-op thread (`--threads`), as rollout
 workers usually do: on a 2-core machine shared with other jobs, a parallel

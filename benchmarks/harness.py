@@ -118,8 +118,8 @@ def in_subprocess(target: str, **kwargs: Any) -> dict[str, Any]:
 
     Returns:
         ``{"result": ..., "peak_rss_mib": ..., "children_peak_rss_mib": ...}``:
-        the peak resident set of the interpreter, and of its largest waited-for
-        child process (ffmpeg), from ``getrusage``.
+        the peak resident set of the interpreter (``VmHWM``) and the largest
+        sampled total of its child processes (ffmpeg); see ``benchmarks.child``.
     """
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run(

@@ -17,6 +17,8 @@ EXPECTED_ROWS = [
     "| drop_oldest, max_frames=1000 |",
     "| veryfast |",
     "| ultrafast |",
+    "| gymnasium RecordVideo |",
+    "| funrec stream |",
 ]
 
 
