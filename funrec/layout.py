@@ -61,6 +61,7 @@ _INT_DTYPES = {
 _FLOAT_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 _DTYPES = {torch.uint8, torch.bool} | _INT_DTYPES | _FLOAT_DTYPES
 _DTYPE_NAMES = sorted(str(d).removeprefix("torch.") for d in _DTYPES)
+_INT_NAMES = ["uint8", *(str(d).removeprefix("torch.") for d in _INT_DTYPES)]
 
 
 class LayoutError(RecorderError):
@@ -107,6 +108,12 @@ class Layout:
             raise LayoutError(f"dtype must be one of {_DTYPE_NAMES}, got {self.dtype!r}")
         if self.scale not in (1, 255):
             raise LayoutError(f"scale must be 1 or 255, got {self.scale!r}")
+        fixed = {"bool": 255, **dict.fromkeys(_INT_NAMES, 1)}.get(self.dtype, self.scale)
+        if self.scale != fixed:
+            raise LayoutError(
+                f"scale must be {fixed} for dtype {self.dtype}, got {self.scale}; only float "
+                "frames choose between 1 ([0, 255] values) and 255 ([0, 1] values)"
+            )
         if min((*self.batch_shape, self.height, self.width), default=1) < 1:
             raise LayoutError(
                 f"batch dims, height and width must be >= 1, got batch_shape "
@@ -375,9 +382,8 @@ def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:
     if t.dtype == torch.bool:
         return t.to(torch.uint8) * 255
     if t.dtype in _FLOAT_DTYPES:
-        work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32)
-        work = torch.nan_to_num(work * layout.scale, nan=0.0)
-        return work.round_().clamp_(0, 255).to(torch.uint8)
+        work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32) * layout.scale
+        return work.nan_to_num_(nan=0.0).round_().clamp_(0, 255).to(torch.uint8)
     wide = t.to(torch.int64)  # min/max are not implemented for torch's uint16/32/64
     low, high = wide.min().item(), wide.max().item()
     if low < 0 or high > 255:

@@ -67,6 +67,8 @@ def to_container(x: torch.Tensor, container: str):
         return x.numpy()
     if container == "numpy negative strides":
         return np.flip(np.flip(x.numpy(), -1).copy(), -1)
+    if container == "numpy transposed storage":
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(x.numpy(), -1, 0)), 0, -1)
     if container == "jax":
         return jnp.asarray(x.numpy())
     if container == "torch non-contiguous":
@@ -87,7 +89,7 @@ def to_container(x: torch.Tensor, container: str):
 def containers_for(x: torch.Tensor, order: str) -> list[str]:
     names = ["torch", "torch non-contiguous", "torch transposed storage"]
     if x.dtype != torch.bfloat16:
-        names += ["numpy", "numpy negative strides"]
+        names += ["numpy", "numpy negative strides", "numpy transposed storage"]
         if x.shape[0] > 1 and x.dim() >= 3:
             names += ["list of numpy", "NonTensorStack"]
     if x.dtype in JAX_DTYPES:
@@ -342,6 +344,10 @@ def test_layout_validates_its_fields():
         Layout((), "HWC", 3, 8, 8, "complex64", 1)
     with pytest.raises(LayoutError, match="scale"):
         Layout((), "HWC", 3, 8, 8, "uint8", 2)
+    with pytest.raises(LayoutError, match="scale must be 255 for dtype bool"):
+        Layout((), "HWC", 3, 8, 8, "bool", 1)
+    with pytest.raises(LayoutError, match="scale must be 1 for dtype int16"):
+        Layout((), "HWC", 3, 8, 8, "int16", 255)
     layout = Layout([2], "CHW", 4, 5, 6, "float32", 255)
     assert layout.batch_shape == (2,)
     assert (layout.shape, layout.output_shape) == ((2, 4, 5, 6), (2, 3, 5, 6))
