@@ -328,6 +328,14 @@ def test_as_tensor_reads_every_container():
         as_tensor(object())
 
 
+def test_jax_arrays_are_read_in_place_not_through_python_lists():
+    array = jnp.arange(8 * 8 * 3, dtype=jnp.uint8).reshape(8, 8, 3)
+    tensor = as_tensor(array)
+    assert tensor.data_ptr() == np.asarray(array).__array_interface__["data"][0]  # dlpack view
+    half = jnp.full((8, 8, 3), 0.5, dtype=jnp.bfloat16)  # a dtype numpy does not have
+    assert normalize(half, detect(half)).unique().tolist() == [128]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_frames_are_copied_to_cpu():
     frame = torch.full((8, 8, 3), 0.5, device="cuda")
