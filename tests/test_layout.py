@@ -478,3 +478,63 @@ def test_float_0_1_frames_from_torchrl_are_not_black():
     scaled = funrec.video(state["scaled"])
     assert torch.equal(scaled, funrec.video(state["raw"]))
     assert scaled.float().mean() > 200  # CartPole's frames are mostly white
+
+
+# --- frames() accepts every input kind of issue 3 ----------------------------------------
+
+SEEDED = torch.Generator().manual_seed(3)
+BASE = torch.randint(0, 256, (2, 8, 9, 3), dtype=torch.uint8, generator=SEEDED)
+GRAY = BASE[..., 0]
+RGBA = torch.cat([BASE, torch.full((2, 8, 9, 1), 9, dtype=torch.uint8)], dim=-1)
+
+
+def non_tensor(value) -> TensorDict:
+    td = TensorDict()
+    td.set_non_tensor("pixels", value)
+    return td
+
+
+# name: (TensorDict holding the frame, layout hint, the uint8 [*batch, 3, H, W] expected)
+INPUT_KINDS = {
+    "render() HWC numpy": (TensorDict({"pixels": BASE[0].numpy()}), None, canonical(BASE[0])),
+    "ToTensorImage CHW float [0,1]": (
+        TensorDict({"pixels": BASE[0].movedim(-1, 0) / 255}), None, canonical(BASE[0])
+    ),
+    "HWC float [0,255]": (TensorDict({"pixels": BASE[0].double()}), None, canonical(BASE[0])),
+    "HW grayscale": (TensorDict({"pixels": GRAY[0]}), None, GRAY[0].expand(3, 8, 9)),
+    "[1,H,W] grayscale float": (
+        TensorDict({"pixels": GRAY[:1] / 255.0}), None, GRAY[0].expand(3, 8, 9)
+    ),
+    "batched HWC": (TensorDict({"pixels": BASE}, [2]), None, canonical(BASE)),
+    "batched grayscale": (TensorDict({"pixels": GRAY}, [2]), "HW", canonical(GRAY[..., None])),
+    "RGBA": (TensorDict({"pixels": RGBA[0]}), None, canonical(BASE[0])),
+    "bool mask": (
+        TensorDict({"pixels": GRAY[0] > 127}), None, ((GRAY[0] > 127) * 255).expand(3, 8, 9)
+    ),
+    "int16": (TensorDict({"pixels": BASE[0].to(torch.int16)}), None, canonical(BASE[0])),
+    "channels-last strides": (
+        TensorDict(
+            {"pixels": BASE.movedim(-1, 1).contiguous(memory_format=torch.channels_last)}, [2]
+        ),
+        None,
+        canonical(BASE),
+    ),
+    "jax array": (non_tensor(jnp.asarray(BASE[0].numpy())), None, canonical(BASE[0])),
+    "list of arrays": (non_tensor([BASE[0].numpy(), BASE[1].numpy()]), None, canonical(BASE)),
+    "NonTensorStack": (
+        TensorDict(
+            {"pixels": NonTensorStack(*(NonTensorData(image.numpy()) for image in BASE))}, [2]
+        ),
+        None,
+        canonical(BASE),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INPUT_KINDS))
+def test_frames_accepts_every_input_kind(kind):
+    td, hint, expected = INPUT_KINDS[kind]
+    state = funrec.fold(funrec.frames("pixels", layout=hint), [td, td])
+    video = funrec.video(state)
+    assert video.dtype == torch.uint8
+    assert torch.equal(video, torch.stack([expected, expected]))
