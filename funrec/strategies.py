@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 from tensordict import TensorDict
 
@@ -117,14 +118,12 @@ def layouts(
         scale = 1
     sides = st.integers(1, max_side)
     layout = Layout(batch, order, channels, draw(sides), draw(sides), dtype, scale)
-    if detectable:
+    if detectable and not _detectable(layout):
+        if layout.order == "HW":
+            raise InvalidArgument("a batched 'HW' layout needs a hint; pass detectable=False")
         # Redraw the one side that decides ambiguity rather than filter whole layouts.
-        while not _detectable(layout):
-            if layout.order == "HW":
-                raise ValueError("a batched 'HW' layout is never detectable; pass detectable=False")
-            side = draw(sides.filter(lambda s: s not in CHANNELS))
-            field = "height" if layout.order == "HWC" else "width"
-            layout = replace(layout, **{field: side})
+        side = draw(sides.filter(lambda s: s not in CHANNELS))
+        layout = replace(layout, **{"height" if layout.order == "HWC" else "width": side})
     return layout
 
 
