@@ -1,0 +1,148 @@
+"""Glue between TorchRL environments and funrec recorders, shared by the transforms."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import weakref
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.envs import EnvBase, TransformedEnv
+from torchrl.envs.batched_envs import BatchedEnvBase
+
+from funrec import LayoutError
+
+RESET_MARK = "_funrec_reset"
+"""Key under which the transforms hand a reset TensorDict to their recorder.
+
+It holds a bool mask over the batch: which sub-envs this reset started anew
+(all of them for a full reset). Step TensorDicts do not carry it, so recorders
+tell resets from steps, and partial resets from full ones, by reading it.
+"""
+
+_guarded: weakref.WeakSet = weakref.WeakSet()
+
+
+def mark_reset(
+    tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase
+) -> TensorDictBase:
+    """A shallow copy of ``tensordict_reset`` carrying the :data:`RESET_MARK` mask.
+
+    Args:
+        tensordict: what TorchRL passed to ``Transform._reset`` (holds ``"_reset"``
+            on a partial reset of a batched env).
+        tensordict_reset: the TensorDict the reset produced.
+
+    Returns:
+        A new TensorDict sharing ``tensordict_reset``'s tensors, plus the mask.
+    """
+    mask = tensordict.get("_reset", None) if tensordict is not None else None
+    if mask is None:
+        mask = torch.ones(tensordict_reset.batch_size, dtype=torch.bool)
+    marked = tensordict_reset.copy()
+    marked.set(RESET_MARK, mask.reshape(*tensordict_reset.batch_size, -1).any(-1))
+    return marked
+
+
+def is_step(td: TensorDictBase) -> bool:
+    """True for a step TensorDict, False for a reset one."""
+    return td.get(RESET_MARK, None) is None
+
+
+def resets_all(td: TensorDictBase) -> bool:
+    """True for a step, or a reset that restarts every sub-env."""
+    mask = td.get(RESET_MARK, None)
+    return mask is None or bool(mask.all())
+
+
+def resets_env(index: int) -> Any:
+    """A predicate: true for a step, or a reset that restarts sub-env ``index`` (flat)."""
+
+    def predicate(td: TensorDictBase) -> bool:
+        mask = td.get(RESET_MARK, None)
+        return mask is None or bool(mask.reshape(-1)[index])
+
+    return predicate
+
+
+def pick_env(index: int) -> Any:
+    """A TensorDict -> TensorDict function taking sub-env ``index`` (flat) of a batch."""
+    return lambda td: td.reshape(-1)[index]
+
+
+def check_image(td: TensorDictBase, key: Any) -> None:
+    """Raises if ``td[key]`` cannot be a frame: fewer than 2 dims past the batch dims.
+
+    funrec's layout detection cannot see the env's batch dims, so a batch of
+    state vectors ``[B, 4]`` would read as one 4-wide grayscale image.
+
+    Args:
+        td: a TensorDict from the env.
+        key: the key the recorder reads.
+
+    Raises:
+        LayoutError: naming the key, the shape and the fix.
+    """
+    value = td.get(key, None)
+    if not isinstance(value, torch.Tensor) or value.ndim - td.batch_dims >= 2:
+        return  # non-tensor frames (a rendered list) are left to funrec's layout detection
+    shape = value.shape
+    raise LayoutError(
+        f"VideoRecorder: key {key!r} has shape {tuple(shape)} in a TensorDict of batch size "
+        f"{tuple(td.batch_size)}: that is a vector per env, not an image [H, W, C] or [C, H, W]. "
+        "Render pixels with funrec_torchrl.PixelRenderTransform(), build the env with "
+        "from_pixels=True (or render_mode='rgb_array' plus PixelRenderTransform for gymnasium), "
+        "or pass in_keys= the key that holds the pixels."
+    )
+
+
+def render_fps(env: EnvBase | None) -> float | None:
+    """The env's ``metadata["render_fps"]`` (gymnasium), or None when it has none.
+
+    Args:
+        env: the transform's parent env (transforms are looked through).
+
+    Returns:
+        The frame rate the env renders at, or None (batched envs, envs without metadata).
+    """
+    env = _unwrap(env)
+    if env is None or isinstance(env, BatchedEnvBase):
+        return None
+    try:
+        metadata = env.metadata
+    except Exception:  # TorchRL envs forward unknown attributes to their backend
+        return None
+    fps = metadata.get("render_fps") if isinstance(metadata, dict) else None
+    return float(fps) if fps else None
+
+
+def close_batched_env_at_exit(env: EnvBase | None) -> None:
+    """Closes the batched env under ``env`` at interpreter exit, if still open.
+
+    TorchRL 0.14 leaves ParallelEnv workers waiting on their pipe when a script
+    ends (or raises) without ``env.close()``, and multiprocessing then waits
+    for them forever at exit. Closing first turns that hang into a clean exit.
+
+    Args:
+        env: any env; only a :class:`BatchedEnvBase` under it is registered.
+    """
+    env = _unwrap(env)
+    if isinstance(env, BatchedEnvBase) and env not in _guarded:
+        _guarded.add(env)
+        atexit.register(_close, weakref.ref(env))
+
+
+def _unwrap(env: EnvBase | None) -> EnvBase | None:
+    # isinstance, not hasattr: a batched env forwards unknown attributes to its workers.
+    while isinstance(env, TransformedEnv):
+        env = env.base_env
+    return env
+
+
+def _close(ref: weakref.ref) -> None:
+    env = ref()
+    if env is not None and not env.is_closed:
+        with contextlib.suppress(Exception):
+            env.close(raise_if_closed=False)
