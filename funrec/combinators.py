@@ -250,7 +250,7 @@ def map_td(fn: Callable[[TensorDictBase], TensorDictBase], *, recorder: Recorder
 
     Example:
         >>> import funrec
-        >>> crop = funrec.map_td(lambda td: td.set("pixels", td["pixels"][8:-8, 8:-8]))
+        >>> crop = funrec.map_td(lambda td: td.copy().set("pixels", td["pixels"][8:-8, 8:-8]))
     """
     return Recorder(recorder.init, lambda state, td: recorder.step(state, fn(td)))
 

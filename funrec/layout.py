@@ -4,7 +4,7 @@ A :class:`Layout` is a small frozen value that says how a frame is laid out: its
 batch shape, the order of its image dims (``"HWC"``, ``"CHW"`` or ``"HW"``), its
 number of channels, its size, its dtype and its value scale. :func:`detect` decides
 it from the first frame of a stream (the ``frames()`` recorder caches it in its
-state); :func:`normalize` turns any frame that fits it into a fresh, contiguous
+state); :func:`normalize` turns any frame that fits it into a fresh
 ``uint8`` CPU tensor ``[*batch, 3, H, W]``.
 
 Detection rule (see docs/layouts.md):
@@ -221,11 +221,7 @@ def _readings(shape: tuple[int, ...]) -> list[str]:
         return ["HW"]
     if len(shape) < 2:
         return []
-    return [
-        order
-        for order, dim in (("HWC", shape[-1]), ("CHW", shape[-3]))
-        if dim in CHANNELS
-    ]
+    return [order for order, dim in (("HWC", shape[-1]), ("CHW", shape[-3])) if dim in CHANNELS]
 
 
 def _reading(shape: tuple[int, ...], order: str) -> dict[str, Any]:
@@ -347,8 +343,10 @@ def normalize(
       background: RGB colour (0-255) to composite RGBA frames over; ``None`` drops alpha.
 
     Returns:
-      A fresh, contiguous ``uint8`` CPU tensor ``[*batch, 3, H, W]`` that shares no
-      memory with ``x``.
+      A fresh ``uint8`` CPU tensor ``[*batch, 3, H, W]`` that shares no memory with
+      ``x``. It keeps the channel position of ``x`` in memory (an HWC frame gives a
+      channels-last view, one copy and no transpose), and grayscale's three channels
+      are one channel expanded; call ``.contiguous()`` where a packed CHW is needed.
 
     Raises:
       LayoutError: ``x`` does not have ``layout.shape`` and ``layout.dtype`` (the
@@ -361,18 +359,23 @@ def normalize(
     """
     t = as_tensor(x)
     _check_fits(t, layout)
-    if layout.order == "HWC":
-        t = t.movedim(-1, -3)
-    elif layout.order == "HW":
-        t = t.unsqueeze(-3)
-    rgb = _to_uint8_values(t[..., :3, :, :], layout)
+    # Work in the input's own channel position and move the channel dim last of
+    # all, as a view: a uint8 frame then costs one straight copy.
+    channel_dim = -3 if layout.order == "CHW" else -1
+    if layout.order == "HW":
+        t = t.unsqueeze(-1)
+    rgb = _to_uint8_values(t.narrow(channel_dim, 0, min(layout.channels, 3)), layout)
+    if t.dtype == torch.uint8:
+        rgb = rgb.clone()  # a fresh copy: environments reuse their render buffers
     if layout.channels == 4 and background is not None:
-        alpha = _to_uint8_values(t[..., 3:, :, :], layout).float() / 255
-        bg = torch.tensor(background, dtype=torch.float32).view(3, 1, 1)
-        rgb = (rgb.float() * alpha + bg * (1 - alpha)).round().clamp(0, 255)
-    out = torch.empty(layout.output_shape, dtype=torch.uint8)
-    out.copy_(rgb.expand(layout.output_shape))
-    return out
+        alpha = _to_uint8_values(t.narrow(channel_dim, 3, 1), layout).float() / 255
+        shape = [1, 1, 1]
+        shape[channel_dim] = 3
+        bg = torch.tensor(background, dtype=torch.float32).view(shape)
+        rgb = (rgb.float() * alpha + bg * (1 - alpha)).round_().clamp_(0, 255).to(torch.uint8)
+    if layout.channels == 1:
+        rgb = rgb.expand(*rgb.shape[:channel_dim], 3, *rgb.shape[channel_dim:][1:])
+    return rgb.movedim(channel_dim, -3) if channel_dim == -1 else rgb
 
 
 def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:

@@ -175,7 +175,7 @@ def frames(
             items=items,
             counts=_count(state.counts, decision),
             layout=chosen,
-            nonfinite=state.nonfinite + count_nonfinite(x),
+            nonfinite=state.nonfinite + (count_nonfinite(x) if x.is_floating_point() else 0),
         )
 
     return Recorder(init, step)

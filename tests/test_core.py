@@ -216,7 +216,7 @@ def test_pipeline_reads_left_to_right():
         TensorDict({"pixels": stamped_frame(t, height=10), "big": torch.zeros(100)})
         for t in range(9)
     ]
-    crop = funrec.map_td(lambda td: td.set("pixels", td["pixels"][1:-1]))
+    crop = funrec.map_td(lambda td: td.copy().set("pixels", td["pixels"][1:-1]))
     rec = funrec.pipeline(funrec.select(["pixels"]), crop, funrec.every(2), funrec.frames())
     state = funrec.fold(rec, steps)
     assert funrec.video(state).shape == (5, 3, 8, 8)
