@@ -23,7 +23,15 @@ import torch
 
 from benchmarks.harness import ROOT, Config, Section, table
 
-SCENARIOS = ("record_cost", "fold_scaling", "writer", "gym_record_video")
+SCENARIOS = (
+    "record_cost",
+    "fold_scaling",
+    "memory",
+    "writer",
+    "cartpole",
+    "dump_latency",
+    "gym_record_video",
+)
 PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
 
 METHOD = """\

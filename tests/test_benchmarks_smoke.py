@@ -10,14 +10,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_ROWS = [
-    "| 84x84x3 |",
+    "| 84x84x3 |",  # 1. per-step record cost
     "| 400x600x3 |",
     "| 16x84x84x3 |",
-    "| unbounded |",
+    "| unbounded |",  # 2. fold scaling
     "| drop_oldest, max_frames=1000 |",
-    "| veryfast |",
+    "| 20 |",  # 3. peak RSS (quick lengths 10, 20)
+    "| veryfast |",  # 4. writer throughput
     "| ultrafast |",
-    "| gymnasium RecordVideo |",
+    "| funrec VideoRecorder (mp4, streaming) |",  # 5. end to end
+    "| TorchRL VideoRecorder (pt) |",
+    "| funrec_torchrl VideoRecorder.dump() (mp4, streamed) |",  # 6. dump latency
+    "| TorchRL VideoRecorder.dump() (pt) |",
+    "| gymnasium RecordVideo |",  # 7. gymnasium
     "| funrec stream |",
 ]
 
