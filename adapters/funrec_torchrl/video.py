@@ -382,6 +382,11 @@ class VideoRecorder(ObservationTransform):
         writer = self._writers.get(name)
         if writer is None:
             path = self._video_dir() / f"{name}.partial.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # ffmpeg reports a path it cannot create only when it exits; find out now,
+            # while the frames are still held.
+            with open(path, "wb"):
+                pass
             key, env = self._names()[name]
             metadata = {"key": key if isinstance(key, str) else list(key), "skip": self.skip}
             if env is not None:
@@ -410,7 +415,11 @@ class VideoRecorder(ObservationTransform):
         if writer is None:
             return False
         writer.metadata["counts"] = funrec.counts(self._state[name])._asdict()
-        writer.close()
+        try:
+            writer.close()
+        except BaseException:  # the file keeps a playable prefix: move it aside
+            _rename(writer.path, writer.path.with_name(f"{name}.failed.mp4"))
+            raise
         _rename(writer.path, final)
         return True
 
