@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import LazyStackedTensorDict, TensorDictBase
 from torchrl.envs.transforms import Transform
 
 import funrec
@@ -20,10 +20,10 @@ class TensorDictRecorder(Transform):
     A drop-in for TorchRL's transform whose ``dump()`` works (TorchRL 0.14's
     raises ``AttributeError``) and writes where ``out_file_base`` says:
     ``<out_file_base>[_<suffix>]_tensordict.t``, a ``torch.save``d TensorDict of
-    batch size ``[T, *batch]`` that ``torch.load(path, weights_only=False)``
-    reads back. Recording is a ``funrec.tensordicts`` fold; ``skip_reset``
-    leaves out the TensorDicts of resets (TorchRL drops the first one kept,
-    whatever it was).
+    batch size ``[T, *batch]`` (a lazy stack when resets, which have no reward,
+    are kept) that ``torch.load(path, weights_only=False)`` reads back.
+    Recording is a ``funrec.tensordicts`` fold; ``skip_reset`` leaves out the
+    TensorDicts of resets (TorchRL drops the first one kept, whatever it was).
 
     Args:
         out_file_base: the path prefix of the saved files.
@@ -91,7 +91,8 @@ class TensorDictRecorder(Transform):
             base = self.out_file_base if suffix is None else f"{self.out_file_base}_{suffix}"
             path = Path(f"{base}_tensordict.t")
             temp = path.with_name(path.name + ".tmp")
-            torch.save(torch.stack(items).contiguous(), temp)
+            # A reset TensorDict has no reward: keep steps and resets as a lazy stack then.
+            torch.save(LazyStackedTensorDict.maybe_dense_stack(items), temp)
             temp.replace(path)
             self._state = emptied
         self.iter += 1
