@@ -236,7 +236,9 @@ class VideoWriter:
         if self._sink is not None:
             self._sink.abort()
         if self.format == "mp4" and self._sink is not None:
-            self._write_sidecar(complete=False, error=str(err))
+            # Best effort (the disk may be full): the sidecar marks the prefix incomplete.
+            with contextlib.suppress(WriterError):
+                self._write_sidecar(complete=False, error=str(err))
         raise WriterError(
             f"writing {str(self.path)!r} failed after {self.frames} frames: {err}"
             + (
@@ -250,7 +252,7 @@ class VideoWriter:
         assert self.size is not None
         info: dict[str, Any] = {
             "format": self.format,
-            "frames": self.frames,
+            "frames": self.frames if complete else None,  # unknown until ffmpeg is done
             "fps": self.fps,
             "width": self.size[1],
             "height": self.size[0],
@@ -299,7 +301,8 @@ class _FfmpegSink(_Sink):
             if settings["preset"] is not None:
                 out += ["-preset", settings["preset"]]
             keyint = str(max(1, round(fps)))
-            out += ["-pix_fmt", "yuv420p", "-g", keyint, "-movflags", _FRAGMENTED, "-f", "mp4"]
+            out += ["-pix_fmt", "yuv420p", "-g", keyint, "-movflags", _FRAGMENTED]
+            out += ["-flush_packets", "1", "-f", "mp4"]  # each fragment reaches the disk
         elif format == "gif":
             self.temp = temp_beside(path)
             target = str(self.temp)
@@ -383,6 +386,8 @@ class _PtSink(_Sink):
         try:
             torch.save(torch.cat(self.chunks)[None], temp)
             replace(temp, self.path)
+        except RuntimeError as err:  # how torch.save reports a failed write
+            raise WriterError(f"torch.save could not write (is the disk full?): {err}") from err
         finally:
             remove(temp)
         self.chunks = []
