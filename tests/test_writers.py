@@ -338,3 +338,16 @@ def test_write_drained_failure_leaves_the_state_whole(tmp_path):
     with open_video(tmp_path / "retry.pt") as retry:
         state = write_drained(state, retry)
     assert read_video(tmp_path / "retry.pt")[:, 0, 0, 0].tolist() == [0, 1, 2]
+
+
+def test_torchrl_video_recorder_logs_into_a_video_directory(tmp_path):
+    from torchrl.record import VideoRecorder
+
+    recorder = VideoRecorder(logger=VideoDirectory(tmp_path, fps=10), tag="pixels")
+    for t in range(6):
+        recorder(TensorDict({"pixels": torch.full((16, 16, 3), 40 * t, dtype=torch.uint8)}))
+    recorder.dump()
+    decoded = read_video(tmp_path / "videos" / "pixels_0.mp4")
+    assert decoded.shape == (6, 3, 16, 16)
+    levels = decoded[:, :, 4:12, 4:12].float().mean(dim=(1, 2, 3))
+    assert (levels - 40 * torch.arange(6)).abs().max() < 3

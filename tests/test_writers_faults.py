@@ -319,3 +319,34 @@ def test_sigkill_of_the_writer_leaves_a_loadable_trajectory_prefix(tmp_path):
     assert loaded["t"].tolist() == list(range(56))
     assert torch.equal(loaded["x"][:, 0], torch.arange(56.0))
     assert json.loads((path / "index.json").read_text())["complete"] is False
+
+
+def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
+    import threading
+
+    video = noise(60)  # 18 KB a frame; the pipe holds 64 KB
+    path = tmp_path / "v.mp4"
+    writer = open_video(path, fps=10)
+    writer.write(video[0])
+    ffmpeg = ffmpeg_writing(path)
+    ffmpeg.suspend()  # the slowest encoder: one that does nothing
+    wait_for(lambda: ffmpeg.status() == psutil.STATUS_STOPPED, "ffmpeg to stop")
+    handed = []
+
+    def feed():
+        for frame in video[1:]:
+            writer.write(frame)
+            handed.append(1)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    feeder.join(1.0)
+    # While ffmpeg is stopped, at most a pipe's worth of frames (64 KB: 3) gets through:
+    # the writer blocks instead of buffering or dropping.
+    assert feeder.is_alive() and len(handed) <= 4
+    ffmpeg.resume()
+    feeder.join()
+    writer.close()
+    decoded = read_video(path)
+    assert len(decoded) == 60
+    assert_prefix_of(decoded, video)
