@@ -6,8 +6,8 @@ result and two peaks:
 * ``peak_rss_mib``: this interpreter's high-water mark, ``VmHWM`` from
   ``/proc/self/status``. (Not ``getrusage``'s ``ru_maxrss``: Linux carries it
   across ``exec``, so a child started by a large parent reports the parent's size.)
-* ``children_peak_rss_mib``: the largest total resident set of its child
-  processes (ffmpeg), sampled every 20 ms while the function runs.
+* ``children_peak_rss_mib``: the largest total resident set of its ffmpeg
+  child processes, sampled every 20 ms while the function runs.
 """
 
 import contextlib
@@ -37,7 +37,10 @@ def main(target: str, kwargs: str) -> None:
             total = 0
             for child in me.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # it exited meanwhile
-                    total += child.memory_info().rss
+                    # Only ffmpeg: a child caught between fork and exec still
+                    # counts its parent's pages as its own.
+                    if "ffmpeg" in child.name():
+                        total += child.memory_info().rss
             peak[0] = max(peak[0], total)
 
     sampler = threading.Thread(target=sample, daemon=True)

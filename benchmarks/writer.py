@@ -1,24 +1,28 @@
 """Scenario 4: funrec's streaming mp4 writer against raw ``imageio_ffmpeg.write_frames``.
 
 Both encode the same real CartPole frames (400x600) with the same ffmpeg
-settings: libx264, yuv420p, crf 20, a keyframe every 30 frames, fragmented mp4,
-at funrec's default preset (veryfast) and at ultrafast. Each receives frames one
-at a time in its native form: funrec's writer the uint8 ``[3, H, W]`` tensors
-that ``funrec.drain`` hands out, imageio the ``[H, W, 3]`` arrays the renderer
-gives. The time runs from opening the file to the end of ``close()`` (ffmpeg
-has exited, the file is complete).
+settings (those ``funrec.writers.video._FfmpegSink`` passes): libx264, yuv420p,
+crf 20, a keyframe every 30 frames, fragmented mp4 flushed packet by packet, at
+funrec's default preset (veryfast) and at ultrafast. Each receives frames one at
+a time in its native form: funrec's writer the uint8 ``[3, H, W]`` tensors
+that ``funrec.drain`` hands out after a ``frames()`` fold over the rendered
+frames, imageio the ``[H, W, 3]`` arrays the renderer gives. The time runs
+from opening the file to the end of ``close()`` (ffmpeg has exited, the file
+is complete).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 import torch
+from tensordict import TensorDict
 
+import funrec
 from benchmarks.harness import Config, Section, Stats, cartpole_frames, interleave, ratios
 from funrec.writers import open_video
 
@@ -29,7 +33,7 @@ FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
 PRESETS = ("veryfast", "ultrafast")
 
 
-def funrec_writer(chw: torch.Tensor, path: Path, preset: str) -> float:
+def funrec_writer(chw: Sequence[torch.Tensor], path: Path, preset: str) -> float:
     """Frames per second through ``funrec.writers.open_video``, one frame per ``write``."""
     start = time.perf_counter()
     with open_video(path, fps=FPS, crf=CRF, preset=preset) as writer:
@@ -42,7 +46,7 @@ def raw_imageio(hwc: np.ndarray, path: Path, preset: str) -> float:
     """Frames per second through ``imageio_ffmpeg.write_frames`` with funrec's settings."""
     start = time.perf_counter()
     params = ["-crf", str(CRF), "-preset", preset, "-g", str(FPS)]
-    params += ["-movflags", FRAGMENTED, "-f", "mp4"]
+    params += ["-movflags", FRAGMENTED, "-flush_packets", "1", "-f", "mp4"]
     gen = imageio_ffmpeg.write_frames(
         str(path),
         (hwc.shape[2], hwc.shape[1]),
@@ -64,7 +68,8 @@ def raw_imageio(hwc: np.ndarray, path: Path, preset: str) -> float:
 def run(cfg: Config) -> Section:
     """Measures both writers at both presets; target: funrec >= 0.95x raw imageio-ffmpeg."""
     hwc = cartpole_frames(cfg.size(300, 10))
-    chw = torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous()
+    steps = [TensorDict({"pixels": torch.from_numpy(frame)}) for frame in hwc]
+    chw, _ = funrec.drain(funrec.fold(funrec.frames("pixels"), steps))
     out = cfg.workdir / "writer"
 
     def contender(write: Callable[..., float], frames: object, preset: str) -> Callable[[], float]:
@@ -92,9 +97,13 @@ def run(cfg: Config) -> Section:
         rows=rows,
         notes=[
             f"{len(hwc)} real CartPole-v1 frames (400x600), libx264 crf {CRF}, yuv420p, "
-            f"-g {FPS}, fragmented mp4, {FPS} fps; from open to a finished file. funrec "
-            "receives CHW tensors and turns each back to HWC rgb24 for ffmpeg "
-            "(`_FfmpegSink.write`: pad + permute + contiguous); imageio receives the "
-            "HWC arrays as rendered. ffmpeg runs in its own process, on the second core.",
+            f"-g {FPS}, fragmented mp4 with -flush_packets 1, {FPS} fps; from open to a "
+            "finished file. funrec's "
+            "writer receives the `[3, H, W]` frames `funrec.drain` hands out (channels-last "
+            "views of the rendered HWC bytes); `VideoWriter._check` makes them packed CHW "
+            "(`.contiguous()`, a transposing copy), then `_FfmpegSink.write` pads them "
+            "(a copy even when no padding is needed) and permutes them back to HWC rgb24 "
+            "(a second transposing copy) before the pipe. imageio writes the HWC arrays "
+            "as rendered. ffmpeg runs in its own process.",
         ],
     )
