@@ -161,6 +161,12 @@ def test_bad_steps_name_key_shape_and_fix_and_write_nothing(tmp_path):
     assert load(tmp_path / "s")["action"].tolist() == [0, 1]
 
 
+def test_extend_needs_a_time_dim(tmp_path):
+    writer = TrajectoryWriter(tmp_path / "s")
+    with pytest.raises(ValueError, match=r"\[T, \*batch\].*append\(\)"):
+        writer.extend(step(0))
+
+
 def test_first_step_checks(tmp_path):
     with pytest.raises(ValueError, match=r"no done key \('next', 'done'\).*done_key=None"):
         TrajectoryWriter(tmp_path / "a").append(TensorDict({"x": torch.zeros(1)}))

@@ -235,6 +235,16 @@ def test_ffmpeg_killed_mid_stream(tmp_path):
     assert_prefix_of(read_video(tmp_path / "retry.mp4"), video[30:])
 
 
+def test_ffmpeg_failing_to_start_an_encoder_is_reported(tmp_path):
+    path = tmp_path / "v.mp4"
+    writer = open_video(path, codec="no-such-encoder")
+    with pytest.raises(WriterError, match=r"ffmpeg exited.*no-such-encoder"), writer:
+        for start in range(0, 40, 10):  # ffmpeg may die before or after the pipe fills
+            writer.write(noise(10, seed=start))
+    assert not path.exists()  # ffmpeg gave up before creating the file
+    assert json.loads(sidecar_path(path).read_text())["complete"] is False
+
+
 def test_frame_size_change_keeps_the_file_complete(tmp_path):
     path = tmp_path / "v.mp4"
     video = noise(12)

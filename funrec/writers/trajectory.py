@@ -19,6 +19,7 @@ can read the store as it is.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -121,6 +122,11 @@ class TrajectoryWriter:
         """
         if self._closed:
             raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
+        if isinstance(td, TensorDictBase) and not td.batch_dims:
+            raise ValueError(
+                f"{str(self.path)!r}: extend() takes steps stacked along a first dim [T, *batch], "
+                "got batch size (); use append() for one step."
+            )
         rows = self._rows(td)
         count = td.batch_size[0]
         if count == 0:
@@ -268,11 +274,13 @@ class TrajectoryWriter:
             for key, file in self._files.items():
                 _preallocate(file.fileno(), capacity * self._row_bytes(key))
         except OSError as err:
-            self._commit(complete=False)
+            with contextlib.suppress(WriterError):  # best effort: the disk may be full
+                self._commit(complete=False)
             raise WriterError(
                 f"{str(self.path)!r}: cannot allocate room for {capacity} steps "
-                f"({err.strerror or err}); the {self.steps} steps written so far are committed "
-                "and load; close() this writer and write the remaining steps to another disk."
+                f"({err.strerror or err}); the {_committed(self.path)} steps written so far are "
+                "committed and load; close() this writer and write the remaining steps to "
+                "another disk."
             ) from err
         self._capacity = capacity
         self._chunks += 1

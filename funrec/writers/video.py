@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -267,20 +267,17 @@ class VideoWriter:
         write_json(sidecar_path(self.path), info)
 
 
-class _Sink:
-    """Where one format's bytes go. ``write`` may raise OSError/WriterError."""
+class _Sink(Protocol):
+    """Where one format's bytes go; ``write`` and ``finish`` raise OSError/WriterError."""
 
-    def write(self, frames: torch.Tensor) -> None:
-        raise NotImplementedError
+    def write(self, frames: torch.Tensor) -> None: ...
 
-    def finish(self) -> None:
-        raise NotImplementedError
+    def finish(self) -> None: ...
 
-    def abort(self) -> None:
-        raise NotImplementedError
+    def abort(self) -> None: ...
 
 
-class _FfmpegSink(_Sink):
+class _FfmpegSink:
     """Pipes raw RGB frames into an ffmpeg process writing mp4, gif or png frames."""
 
     def __init__(
@@ -371,7 +368,7 @@ class _FfmpegSink(_Sink):
         return f"ffmpeg exited with code {code}: {' | '.join(lines[-5:]) or 'no message'}."
 
 
-class _PtSink(_Sink):
+class _PtSink:
     """Keeps the frames and ``torch.save``s uint8 ``[1, T, 3, H, W]`` on finish (like TorchRL)."""
 
     def __init__(self, path: Path) -> None:
@@ -379,7 +376,7 @@ class _PtSink(_Sink):
         self.chunks: list[torch.Tensor] = []
 
     def write(self, frames: torch.Tensor) -> None:
-        self.chunks.append(frames)
+        self.chunks.append(frames.clone())  # the caller may reuse its buffer
 
     def finish(self) -> None:
         temp = temp_beside(self.path)
@@ -396,7 +393,7 @@ class _PtSink(_Sink):
         self.chunks = []
 
 
-class _MemmapSink(_Sink):
+class _MemmapSink:
     """Appends raw uint8 ``[T, 3, H, W]`` bytes to a temporary file, renamed on finish."""
 
     def __init__(self, path: Path) -> None:
