@@ -195,3 +195,51 @@ def test_write_after_close_and_load_of_a_non_store(tmp_path):
         writer.append(TensorDict({"x": torch.ones(1)}))
     with pytest.raises(FileNotFoundError, match="TrajectoryWriter"):
         load(tmp_path)
+
+
+# -- image keys stored as mp4
+
+
+def smooth_images(steps: int, entries: int) -> torch.Tensor:
+    """uint8 [T, entries, 64, 96, 3] gradients that change over time and between entries."""
+    image = torch.empty(steps, entries, 64, 96, 3)
+    image[..., 0] = torch.linspace(0, 255, 96)
+    image[..., 1] = torch.linspace(0, 255, 64)[:, None]
+    image[..., 2] = (torch.arange(steps)[:, None] * 4 + 60 * torch.arange(entries)[None])[
+        ..., None, None
+    ]
+    return image.clamp(0, 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("order", ["HWC", "CHW"])
+def test_video_keys_are_stored_as_mp4_and_decoded_on_load(tmp_path, order):
+    images = smooth_images(40, 2)
+    if order == "CHW":
+        images = images.permute(0, 1, 4, 2, 3).contiguous()
+    path = tmp_path / "s"
+    with TrajectoryWriter(path, video_keys=[("next", "pixels")], fps=10) as writer:
+        for t in range(40):
+            td = step(t, (2,))
+            td["next", "pixels"] = images[t]
+            writer.append(td)
+    loaded = load(path)
+    assert loaded.batch_size == (40, 2)
+    decoded = loaded["next", "pixels"]
+    assert decoded.shape == images.shape and decoded.dtype == torch.uint8
+    assert float((decoded.float() - images.float()).abs().mean()) <= 3  # mp4's bound
+    assert torch.equal(loaded["obs"], torch.stack([step(t, (2,)) for t in range(40)])["obs"])
+    videos = sorted((path / "next").glob("pixels.*.mp4"))
+    assert [v.name for v in videos] == ["pixels.0.mp4", "pixels.1.mp4"]
+    assert sum(v.stat().st_size for v in videos) * 10 < images.numel()  # 10x+ smaller
+    assert ("next", "pixels") not in TensorDict.load_memmap(path).keys(include_nested=True)
+
+
+def test_video_keys_must_be_rgb_uint8_images(tmp_path):
+    td = step(0)
+    two_channels = td.set("pixels", torch.zeros(4, 5, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"key \('pixels',\) has images of shape \(4, 5, 2\)"):
+        TrajectoryWriter(tmp_path / "a", video_keys=["pixels"]).append(two_channels)
+    with pytest.raises(ValueError, match=r"uint8 images.*torch.float32.*normalize"):
+        TrajectoryWriter(tmp_path / "b", video_keys=["obs"]).append(td)
+    with pytest.raises(ValueError, match="got nothing"):
+        TrajectoryWriter(tmp_path / "c", video_keys=["image"]).append(td)

@@ -271,10 +271,15 @@ CHILD = textwrap.dedent(
     if kind == "mp4":
         writer = open_video(path, fps=30)
         writer.write(video)
-    else:
+    elif kind == "traj":
         writer = TrajectoryWriter(path, done_key=None, first_chunk=8)
         for t in range(100):
             writer.append(TensorDict({"t": torch.tensor(t), "x": torch.full((4,), float(t))}))
+    else:  # a store with an mp4 image key
+        writer = TrajectoryWriter(path, done_key=None, first_chunk=8, video_keys=["pixels"])
+        for t in range(100):
+            pixels = torch.full((32, 32, 3), 2 * t, dtype=torch.uint8)
+            writer.append(TensorDict({"t": torch.tensor(t), "pixels": pixels}))
     print("written", flush=True)
     time.sleep(3600)
     """
@@ -360,3 +365,21 @@ def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
     decoded = read_video(path)
     assert len(decoded) == 60
     assert_prefix_of(decoded, video)
+
+
+def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
+    path = tmp_path / "traj"
+    child = start_child("traj-video", path)
+    ffmpeg = ffmpeg_writing(path / "pixels.0.mp4", psutil.Process(child.pid))
+    wait_for(lambda: fragments(path / "pixels.0.mp4") >= 1, "a complete mp4 fragment")
+    ffmpeg.kill()
+    child.kill()
+    child.wait()
+    ffmpeg.wait()
+    loaded = load(path)
+    # the steps whose data and frame both reached the disk: at most the 56 committed
+    steps = len(loaded)
+    assert 1 <= steps <= 56
+    assert loaded["t"].tolist() == list(range(steps))
+    levels = loaded["pixels"].float().mean(dim=(1, 2, 3))
+    assert (levels - 2 * torch.arange(steps)).abs().max() < 3

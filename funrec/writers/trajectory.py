@@ -15,6 +15,11 @@ Episodes: each step gets an int64 ``"episode"`` entry (one id per batch entry),
 starting a new id after a step whose done key is set, so episode ``i`` is
 ``td[td["episode"] == i]`` (:func:`episode`), and TorchRL's ``SliceSampler``
 can read the store as it is.
+
+Image keys named in ``video_keys`` are stored as mp4 instead (one fragmented mp4
+per batch entry, frame ``t`` for step ``t``), which is lossy and many times
+smaller; :func:`load` decodes them. After a crash, ffmpeg may trail the
+commits: ``load`` then returns the steps whose frames reached the disk.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ import torch
 from tensordict import MemoryMappedTensor, NonTensorData, NonTensorStack, TensorDict, TensorDictBase
 
 from funrec.writers._files import WriterError, funrec_version, write_json
+from funrec.writers.video import VideoWriter, open_video, read_video
 
 __all__ = ["TrajectoryWriter", "episode", "load"]
 
@@ -48,6 +55,10 @@ class TrajectoryWriter:
       first_chunk: steps in the first preallocated chunk; each next chunk doubles.
       max_chunk_bytes: upper bound on a chunk's size, which is also the most
         a crash can lose since the last commit.
+      video_keys: uint8 image keys (``[*batch, H, W, 3]`` or ``[*batch, 3, H, W]``)
+        stored as mp4, one video per batch entry, frame ``t`` for step ``t``:
+        lossy (see docs/writing.md for the bound) and many times smaller.
+      fps: frame rate of those videos (for playing them; steps map to frames 1:1).
 
     Attributes:
       path: the store directory.
@@ -75,6 +86,8 @@ class TrajectoryWriter:
         episode_key: str | None = "episode",
         first_chunk: int = 64,
         max_chunk_bytes: int = 64 << 20,
+        video_keys: Sequence[_NestedKey] = (),
+        fps: float = 30,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
@@ -99,6 +112,9 @@ class TrajectoryWriter:
         self._batch: torch.Size | None = None
         self._leaves: dict[tuple[str, ...], tuple[torch.dtype, torch.Size]] = {}
         self._files: dict[tuple[str, ...], Any] = {}
+        self._video_keys = [_as_tuple(key) for key in video_keys]
+        self._fps = fps
+        self._videos: dict[tuple[str, ...], tuple[str, list[VideoWriter]]] = {}
         self._episode: torch.Tensor | None = None
         self._next_episode = 0
         self._closed = False
@@ -137,9 +153,16 @@ class TrajectoryWriter:
         while self.steps + count > self._capacity:
             self._grow()
         try:
+            for key, (order, writers) in self._videos.items():
+                value = rows.pop(key)
+                frames = value.reshape(count, -1, *value.shape[-3:])  # [T, entries, *image]
+                if order == "HWC":
+                    frames = frames.permute(0, 1, 4, 2, 3)
+                for entry, writer in enumerate(writers):
+                    writer.write(frames[:, entry])
             for key, value in rows.items():
                 self._files[key].write(memoryview(value.reshape(-1).view(torch.uint8).numpy()))
-        except OSError as err:
+        except (OSError, WriterError) as err:
             self._closed = True
             raise WriterError(
                 f"{str(self.path)!r}: writing failed ({err.strerror or err}); the store keeps "
@@ -161,6 +184,9 @@ class TrajectoryWriter:
         if self._closed:
             return
         self._closed = True
+        for _, writers in self._videos.values():
+            for writer in writers:
+                writer.close()
         # Trim before committing: on a full disk this frees the preallocated room first.
         for key, file in self._files.items():
             file.close()
@@ -233,9 +259,35 @@ class TrajectoryWriter:
             self._leaves[(self.episode_key,)] = (torch.int64, batch)
         self._episode = torch.arange(batch.numel()).reshape(batch)
         self._next_episode = batch.numel()
-        for key in self._leaves:
+        for key in self._video_keys:
+            self._videos[key] = self._open_videos(key, rows.get(key), batch)
+        for key in self._leaves.keys() - self._videos.keys():
             self._file(key).parent.mkdir(parents=True, exist_ok=True)
             self._files[key] = open(self._file(key), "w+b", buffering=1 << 16)  # noqa: SIM115
+
+    def _open_videos(
+        self, key: tuple[str, ...], value: torch.Tensor | None, batch: torch.Size
+    ) -> tuple[str, list[VideoWriter]]:
+        image = value.shape[1 + len(batch) :] if value is not None else None
+        if value is None or value.dtype != torch.uint8 or image is None or len(image) != 3:
+            raise ValueError(
+                f"{str(self.path)!r}: video key {key} must hold uint8 images [*batch, H, W, 3] or "
+                f"[*batch, 3, H, W], got "
+                f"{'nothing' if value is None else f'{value.dtype} {tuple(value.shape[1:])}'}; "
+                "convert with funrec.layout.normalize, or store the key raw (no video_keys)."
+            )
+        order = "HWC" if image[-1] == 3 else "CHW" if image[0] == 3 else None
+        if order is None:
+            raise ValueError(
+                f"{str(self.path)!r}: video key {key} has images of shape {tuple(image)}, with "
+                "no 3-channel dim first or last; pass RGB images or leave the key out of "
+                "video_keys."
+            )
+        names = [self._video_file(key, entry) for entry in range(batch.numel())]
+        return order, [open_video(name, fps=self._fps) for name in names]
+
+    def _video_file(self, key: tuple[str, ...], entry: int) -> Path:
+        return self.path.joinpath(*key[:-1], f"{key[-1]}.{entry}.mp4")
 
     def _user_keys(self) -> set[tuple[str, ...]]:
         return {key for key in self._leaves if key != (self.episode_key,)}
@@ -267,7 +319,7 @@ class TrajectoryWriter:
 
     def _grow(self) -> None:
         """Preallocates the next chunk of every file (its size doubles, up to max_chunk_bytes)."""
-        row = max(1, sum(self._row_bytes(key) for key in self._leaves))
+        row = max(1, sum(self._row_bytes(key) for key in self._files))
         chunk = min(self._first_chunk << self._chunks, max(1, self._max_chunk_bytes // row))
         capacity = self._capacity + chunk
         try:
@@ -302,6 +354,10 @@ class TrajectoryWriter:
             "done_key": self.done_key,
             "episode_key": self.episode_key,
             "episodes": self._next_episode,
+            "videos": {
+                "/".join(key): {"order": order, "fps": self._fps}
+                for key, (order, _) in self._videos.items()
+            },
             "funrec_version": funrec_version(),
         }
         write_json(self.path / _INDEX, index)
@@ -312,6 +368,8 @@ class TrajectoryWriter:
         batch = [self.steps, *(self._batch or ())]
         tree: dict[tuple[str, ...], dict[str, Any]] = {(): {}}
         for key, (dtype, shape) in self._leaves.items():
+            if key in self._videos:
+                continue
             for depth in range(1, len(key)):
                 tree.setdefault(key[:depth], {})
                 tree[key[: depth - 1]][key[depth - 1]] = {"type": "TensorDict"}
@@ -375,19 +433,36 @@ def load(path: str | Path) -> TensorDict:
             f"load({str(path)!r}): no {_INDEX} there; is it a funrec trajectory store "
             "(written by TrajectoryWriter)?"
         ) from None
-    steps = index["steps"]
-    td = TensorDict({}, batch_size=[steps, *(index["batch_size"] or ())])
+    steps, batch = index["steps"], index["batch_size"] or []
+    videos = {}
+    for name, info in index.get("videos", {}).items():
+        videos[name] = _decode_videos(path, tuple(name.split("/")), info["order"], batch)
+        steps = min(steps, len(videos[name]))  # after a crash, ffmpeg may trail the commits
+    td = TensorDict({}, batch_size=[steps, *batch])
     for leaf in index["leaves"]:
         key = tuple(leaf["key"])
         dtype = getattr(torch, leaf["dtype"])
         shape = [steps, *leaf["shape"]]
-        if steps:
+        if "/".join(key) in videos:
+            value = videos["/".join(key)][:steps]
+        elif steps:
             file = path.joinpath(*key[:-1], f"{key[-1]}.memmap")
             value = MemoryMappedTensor.from_filename(file, dtype, shape)
         else:
             value = torch.empty(shape, dtype=dtype)
         td.set(key, value)
     return td
+
+
+def _decode_videos(path: Path, key: tuple[str, ...], order: str, batch: list[int]) -> torch.Tensor:
+    """The videos of one key, decoded: uint8 ``[F, *batch, *image]`` in the stored order."""
+    count = int(torch.Size(batch).numel())
+    videos = [read_video(path.joinpath(*key[:-1], f"{key[-1]}.{i}.mp4")) for i in range(count)]
+    frames = min(len(video) for video in videos)
+    stacked = torch.stack([video[:frames] for video in videos], dim=1)  # [F, count, 3, H, W]
+    if order == "HWC":
+        stacked = stacked.permute(0, 1, 3, 4, 2)
+    return stacked.reshape(frames, *batch, *stacked.shape[2:])
 
 
 def episode(td: TensorDictBase, i: int, key: str = "episode") -> TensorDictBase:
