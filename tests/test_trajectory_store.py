@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensordict import MemoryMappedTensor, TensorDict
 
 from funrec.writers import TrajectoryWriter, WriterError, episode, load
@@ -241,5 +243,53 @@ def test_video_keys_must_be_rgb_uint8_images(tmp_path):
         TrajectoryWriter(tmp_path / "a", video_keys=["pixels"]).append(two_channels)
     with pytest.raises(ValueError, match=r"uint8 images.*torch.float32.*normalize"):
         TrajectoryWriter(tmp_path / "b", video_keys=["obs"]).append(td)
+    writer = TrajectoryWriter(tmp_path / "c", video_keys=["image"], fps=5)
     with pytest.raises(ValueError, match="got nothing"):
-        TrajectoryWriter(tmp_path / "c", video_keys=["image"]).append(td)
+        writer.append(td)
+    td["image"] = torch.zeros(8, 8, 3, dtype=torch.uint8)
+    writer.append(td)  # a refused first step changed nothing
+    writer.close()
+    assert load(tmp_path / "c")["image"].shape == (1, 8, 8, 3)
+
+
+# -- property: any way of writing loads back the same steps, and commits keep up
+
+
+@given(
+    first_chunk=st.integers(1, 6),
+    groups=st.lists(
+        st.tuples(st.integers(1, 9), st.booleans(), st.booleans()), min_size=1, max_size=8
+    ),
+)
+@settings(deadline=None)
+def test_any_write_pattern_loads_back_and_commits_every_filled_chunk(
+    tmp_path_factory, first_chunk, groups
+):
+    path = tmp_path_factory.mktemp("store") / "s"
+    total = sum(size for size, _, _ in groups)
+    steps = torch.stack([step(t, (2,)) for t in range(total)])
+    writer = TrajectoryWriter(path, first_chunk=first_chunk)
+    chunk_ends, size = [], first_chunk
+    while not chunk_ends or chunk_ends[-1] < total:
+        chunk_ends.append((chunk_ends[-1] if chunk_ends else 0) + size)
+        size *= 2
+    start = 0
+    for size, as_extend, flush in groups:
+        if as_extend:
+            writer.extend(steps[start : start + size])
+        else:
+            for t in range(start, start + size):
+                writer.append(steps[t])
+        start += size
+        if flush:
+            writer.flush()
+        committed = load(path)  # what a crash right now would leave
+        filled = max([end for end in chunk_ends if end <= start], default=0)
+        assert filled <= len(committed) <= start
+        if flush:
+            assert len(committed) == start
+        assert torch.equal(committed["obs"], steps["obs"][: len(committed)])
+    writer.close()
+    loaded = load(path)
+    for key in steps.keys(include_nested=True, leaves_only=True):
+        assert torch.equal(loaded[key], steps[key]), key

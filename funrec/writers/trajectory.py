@@ -24,6 +24,7 @@ commits: ``load`` then returns the steps whose frames reached the disk.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import json
@@ -108,7 +109,7 @@ class TrajectoryWriter:
         self._first_chunk = first_chunk
         self._max_chunk_bytes = max_chunk_bytes
         self._capacity = 0
-        self._chunks = 0
+        self._bounds: list[int] = []  # the capacity after each chunk
         self._batch: torch.Size | None = None
         self._leaves: dict[tuple[str, ...], tuple[torch.dtype, torch.Size]] = {}
         self._files: dict[tuple[str, ...], Any] = {}
@@ -163,16 +164,30 @@ class TrajectoryWriter:
             for key, value in rows.items():
                 self._files[key].write(memoryview(value.reshape(-1).view(torch.uint8).numpy()))
         except (OSError, WriterError) as err:
-            self._closed = True
+            self._abandon()
             raise WriterError(
-                f"{str(self.path)!r}: writing failed ({err.strerror or err}); the store keeps "
-                f"the steps committed before ({_committed(self.path)}) and loads with those; "
-                "write the remaining steps to another store."
+                f"{str(self.path)!r}: writing failed ({getattr(err, 'strerror', None) or err}); "
+                f"the store keeps the steps committed before ({_committed(self.path)}) and "
+                "loads with those; write the remaining steps to another store."
             ) from err
-        self.steps += count
+        before, self.steps = self.steps, self.steps + count
         self._episode, self._next_episode = state
-        if self.steps == self._capacity:
+        filled = bisect.bisect_right(self._bounds, self.steps) - bisect.bisect_right(
+            self._bounds, before
+        )
+        if filled:  # this write filled a chunk (or more): commit
             self._commit(complete=False)
+
+    def _abandon(self) -> None:
+        """After a failed write: release files and ffmpeg, keep the last commit as the truth."""
+        self._closed = True
+        for _, writers in self._videos.values():
+            for writer in writers:
+                with contextlib.suppress(WriterError):
+                    writer.close()
+        for file in self._files.values():
+            with contextlib.suppress(OSError):
+                file.close()
 
     def flush(self) -> None:
         """Commits now: every step written so far survives a crash."""
@@ -247,27 +262,32 @@ class TrajectoryWriter:
         return rows
 
     def _start(self, batch: torch.Size, rows: dict[tuple[str, ...], torch.Tensor]) -> None:
+        """Fixes the schema from the first step; a step it refuses changes nothing."""
         if self.done_key is not None and _as_tuple(self.done_key) not in rows:
             raise ValueError(
                 f"{str(self.path)!r}: the first step has no done key {self.done_key!r} "
                 f"(keys: {sorted(rows)}); pass done_key= the key that ends an episode, or "
                 "done_key=None for one episode per batch entry."
             )
+        orders = {key: self._video_order(key, rows.get(key), batch) for key in self._video_keys}
         self._batch = batch
         self._leaves = {key: (v.dtype, v.shape[1:]) for key, v in rows.items()}
         if self.episode_key is not None:
             self._leaves[(self.episode_key,)] = (torch.int64, batch)
         self._episode = torch.arange(batch.numel()).reshape(batch)
         self._next_episode = batch.numel()
-        for key in self._video_keys:
-            self._videos[key] = self._open_videos(key, rows.get(key), batch)
+        for key, order in orders.items():
+            names = [self._video_file(key, entry) for entry in range(batch.numel())]
+            self._videos[key] = (order, [open_video(name, fps=self._fps) for name in names])
         for key in self._leaves.keys() - self._videos.keys():
             self._file(key).parent.mkdir(parents=True, exist_ok=True)
             self._files[key] = open(self._file(key), "w+b", buffering=1 << 16)  # noqa: SIM115
+        self._commit(complete=False)  # a crash from now on leaves a store with these keys
 
-    def _open_videos(
+    def _video_order(
         self, key: tuple[str, ...], value: torch.Tensor | None, batch: torch.Size
-    ) -> tuple[str, list[VideoWriter]]:
+    ) -> str:
+        """``"HWC"`` or ``"CHW"``: where the channels of a video key's images are."""
         image = value.shape[1 + len(batch) :] if value is not None else None
         if value is None or value.dtype != torch.uint8 or image is None or len(image) != 3:
             raise ValueError(
@@ -276,15 +296,14 @@ class TrajectoryWriter:
                 f"{'nothing' if value is None else f'{value.dtype} {tuple(value.shape[1:])}'}; "
                 "convert with funrec.layout.normalize, or store the key raw (no video_keys)."
             )
-        order = "HWC" if image[-1] == 3 else "CHW" if image[0] == 3 else None
-        if order is None:
-            raise ValueError(
-                f"{str(self.path)!r}: video key {key} has images of shape {tuple(image)}, with "
-                "no 3-channel dim first or last; pass RGB images or leave the key out of "
-                "video_keys."
-            )
-        names = [self._video_file(key, entry) for entry in range(batch.numel())]
-        return order, [open_video(name, fps=self._fps) for name in names]
+        if image[-1] == 3:
+            return "HWC"
+        if image[0] == 3:
+            return "CHW"
+        raise ValueError(
+            f"{str(self.path)!r}: video key {key} has images of shape {tuple(image)}, with "
+            "no 3-channel dim first or last; pass RGB images or leave the key out of video_keys."
+        )
 
     def _video_file(self, key: tuple[str, ...], entry: int) -> Path:
         return self.path.joinpath(*key[:-1], f"{key[-1]}.{entry}.mp4")
@@ -320,7 +339,7 @@ class TrajectoryWriter:
     def _grow(self) -> None:
         """Preallocates the next chunk of every file (its size doubles, up to max_chunk_bytes)."""
         row = max(1, sum(self._row_bytes(key) for key in self._files))
-        chunk = min(self._first_chunk << self._chunks, max(1, self._max_chunk_bytes // row))
+        chunk = min(self._first_chunk << len(self._bounds), max(1, self._max_chunk_bytes // row))
         capacity = self._capacity + chunk
         try:
             for key, file in self._files.items():
@@ -335,7 +354,7 @@ class TrajectoryWriter:
                 "another disk."
             ) from err
         self._capacity = capacity
-        self._chunks += 1
+        self._bounds.append(capacity)
 
     def _commit(self, *, complete: bool) -> None:
         for file in self._files.values():
