@@ -1,9 +1,12 @@
 """Video writers: every format writes and reads back with its content checked."""
 
+import itertools
 import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensordict import TensorDict
 
 import funrec
@@ -351,3 +354,39 @@ def test_torchrl_video_recorder_logs_into_a_video_directory(tmp_path):
     assert decoded.shape == (6, 3, 16, 16)
     levels = decoded[:, :, 4:12, 4:12].float().mean(dim=(1, 2, 3))
     assert (levels - 40 * torch.arange(6)).abs().max() < 3
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "gif", "png"])
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 1), (3, 5), (17, 31)])
+def test_tiny_and_odd_sizes_round_trip(tmp_path, fmt, size):
+    colours = torch.tensor([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=torch.uint8)
+    video = colours[:, :, None, None].expand(3, 3, *size).contiguous()  # one flat colour a frame
+    path = tmp_path / f"clip.{fmt}"
+    with open_video(path, fps=5, format=fmt) as writer:
+        writer.write(video)
+    decoded = read_video(path)
+    assert decoded.shape == video.shape
+    assert mae(decoded, video) <= (MP4_MAE if fmt == "mp4" else 0)
+
+
+@given(
+    frames=st.integers(1, 12),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    cuts=st.lists(st.integers(0, 12), max_size=4),
+    fmt=st.sampled_from(["pt", "memmap"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(deadline=None)
+def test_lossless_formats_are_exact_however_frames_are_handed_over(
+    tmp_path_factory, frames, height, width, cuts, fmt, seed
+):
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (frames, 3, height, width), dtype=torch.uint8, generator=generator)
+    path = tmp_path_factory.mktemp("v") / f"clip.{fmt}"
+    bounds = sorted({0, frames, *(min(c, frames) for c in cuts)})
+    with open_video(path) as writer:
+        for start, stop in itertools.pairwise(bounds):
+            writer.write(video[start] if stop - start == 1 else video[start:stop])
+    assert torch.equal(read_video(path), video)
+    assert json.loads(sidecar_path(path).read_text())["frames"] == frames
