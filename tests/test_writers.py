@@ -382,7 +382,7 @@ def test_lossless_formats_are_exact_however_frames_are_handed_over(
     tmp_path_factory, frames, height, width, cuts, fmt, seed
 ):
     generator = torch.Generator().manual_seed(seed)
-    video = torch.randint(0, 256, (frames, 3, height, width), dtype=torch.uint8, generator=generator)
+    video = torch.randint(0, 256, (frames, 3, height, width), generator=generator).to(torch.uint8)
     path = tmp_path_factory.mktemp("v") / f"clip.{fmt}"
     bounds = sorted({0, frames, *(min(c, frames) for c in cuts)})
     with open_video(path) as writer:
