@@ -257,6 +257,12 @@ def test_video_directory_passes_kwargs_and_flattens_clips(tmp_path):
     assert (info["fps"], info["crf"], info["frames"]) == (6, 30, 6)
     with pytest.raises(ValueError, match=r"got \(3, 64, 96\)"):
         target.log_video("eval", blocks(1)[0])
+    # CSVLogger's spellings of the encoder settings
+    path = target.log_video(
+        "eval", blocks(3), video_codec="libx264", options={"crf": "35", "preset": "ultrafast"}
+    )
+    info = json.loads(sidecar_path(path).read_text())
+    assert (info["codec"], info["crf"], info["preset"]) == ("libx264", 35, "ultrafast")
 
 
 def test_video_directory_reads_the_same_as_torchrl_csvlogger_pt(tmp_path):

@@ -58,7 +58,9 @@ class VideoDirectory:
             (TorchRL's ``[1, T, C, H, W]``); the ``N`` clips are written one after
             the other, as CSVLogger does.
           step: the step in the file name; by default 0, 1, 2... per name.
-          **kwargs: :func:`open_video` arguments for this video (e.g. ``fps``).
+          **kwargs: :func:`open_video` arguments for this video (e.g. ``fps``); the
+            CSVLogger spellings ``video_codec=`` and ``options={"crf": ..., "preset": ...}``
+            are understood too.
 
         Returns:
           The path written.
@@ -75,6 +77,10 @@ class VideoDirectory:
         suffix = "" if self.format == "png" else f".{self.format}"
         path = self.root / "videos" / f"{name}_{step}{suffix}"
         options = {**self.video_kwargs, **kwargs}
+        if "video_codec" in options:
+            options["codec"] = options.pop("video_codec")
+        for name, value in (options.pop("options", None) or {}).items():
+            options[name] = int(value) if name == "crf" else value
         with open_video(path, format=self.format, **options) as writer:
             writer.write(video.flatten(0, 1) if video.ndim == 5 else video)
         return path
