@@ -396,3 +396,28 @@ def test_lossless_formats_are_exact_however_frames_are_handed_over(
             writer.write(video[start] if stop - start == 1 else video[start:stop])
     assert torch.equal(read_video(path), video)
     assert json.loads(sidecar_path(path).read_text())["frames"] == frames
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["mp4", "memmap"])
+def test_streaming_memory_does_not_grow_with_the_video(tmp_path, fmt):
+    import os
+
+    import psutil
+
+    steps = 3000 if os.environ.get("FUNREC_FULL") == "1" else 400  # 100 KB a frame
+    process = psutil.Process()
+    rec = funrec.frames("pixels")
+    state = rec.init()
+    frame = torch.zeros(210, 160, 3, dtype=torch.uint8)
+    with open_video(tmp_path / f"long.{fmt}", fps=30) as writer:
+        for t in range(steps):
+            frame[..., 0] = t % 256  # each step a new frame, as from an env
+            state = rec.step(state, TensorDict({"pixels": frame}))
+            state = write_drained(state, writer)
+            if t == 50:  # ffmpeg, buffers and allocator warmed up
+                baseline = process.memory_info().rss
+        grown = process.memory_info().rss - baseline
+    held = steps * frame.numel()
+    assert grown < held / 3, f"RSS grew {grown >> 20} MB for {held >> 20} MB of frames"
+    assert len(read_video(tmp_path / f"long.{fmt}")) == steps
