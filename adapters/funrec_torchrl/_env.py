@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
-import weakref
+import gc
+import multiprocessing.util
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.envs import EnvBase, TransformedEnv
+from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
 from torchrl.envs.batched_envs import BatchedEnvBase
 
 from funrec import LayoutError
@@ -21,8 +21,6 @@ It holds a bool mask over the batch: which sub-envs this reset started anew
 (all of them for a full reset). Step TensorDicts do not carry it, so recorders
 tell resets from steps, and partial resets from full ones, by reading it.
 """
-
-_guarded: weakref.WeakSet = weakref.WeakSet()
 
 
 def mark_reset(
@@ -118,20 +116,29 @@ def render_fps(env: EnvBase | None) -> float | None:
     return float(fps) if fps else None
 
 
-def close_batched_env_at_exit(env: EnvBase | None) -> None:
-    """Closes the batched env under ``env`` at interpreter exit, if still open.
+def stop_orphaned_workers() -> None:
+    """Terminates the ParallelEnv workers still running when Python exits.
 
     TorchRL 0.14 leaves ParallelEnv workers waiting on their pipe when a script
-    ends (or raises) without ``env.close()``, and multiprocessing then waits
-    for them forever at exit. Closing first turns that hang into a clean exit.
-
-    Args:
-        env: any env; only a :class:`BatchedEnvBase` under it is registered.
+    ends or raises (a dead worker, a bad frame) without ``env.close()``, and
+    multiprocessing then joins them forever at exit. This is registered with
+    ``atexit`` when funrec_torchrl is imported, so it runs before
+    multiprocessing's own exit handler: the script exits with its error
+    instead of hanging. Workers of closed envs are gone already.
     """
-    env = _unwrap(env)
-    if isinstance(env, BatchedEnvBase) and env not in _guarded:
-        _guarded.add(env)
-        atexit.register(_close, weakref.ref(env))
+    for obj in gc.get_objects():
+        if issubclass(type(obj), ParallelEnv):
+            for process in obj.__dict__.get("_workers") or ():
+                if process.is_alive():
+                    process.terminate()
+                    process.join(timeout=2)
+                if process.is_alive():  # SDL (pygame rendering) catches SIGTERM
+                    process.kill()
+                    process.join()
+
+
+multiprocessing.util  # noqa: B018 - its exit handler is registered on import: ours runs first
+atexit.register(stop_orphaned_workers)
 
 
 def _unwrap(env: EnvBase | None) -> EnvBase | None:
@@ -139,10 +146,3 @@ def _unwrap(env: EnvBase | None) -> EnvBase | None:
     while isinstance(env, TransformedEnv):
         env = env.base_env
     return env
-
-
-def _close(ref: weakref.ref) -> None:
-    env = ref()
-    if env is not None and not env.is_closed:
-        with contextlib.suppress(Exception):
-            env.close(raise_if_closed=False)

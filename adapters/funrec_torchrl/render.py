@@ -15,8 +15,6 @@ from torchrl.data.utils import CloudpickleWrapper
 from torchrl.envs import EnvBase
 from torchrl.envs.transforms import Transform
 
-from funrec_torchrl._env import close_batched_env_at_exit
-
 
 class PixelRenderTransform(Transform):
     """Calls the parent env's ``render`` after each reset and step and stores the image.
@@ -157,7 +155,6 @@ class PixelRenderTransform(Transform):
                     f"{self.render_method!r} (got {method!r}). Build the env with a render "
                     "mode, e.g. GymEnv(..., render_mode='rgb_array'), or pass render_method=."
                 )
-            close_batched_env_at_exit(parent)
 
 
 def _as_tensor(image: Any) -> torch.Tensor | None:

@@ -21,7 +21,6 @@ import funrec
 from funrec import NamedState, RecorderError
 from funrec_torchrl._env import (
     check_image,
-    close_batched_env_at_exit,
     mark_reset,
     pick_env,
     render_fps,
@@ -218,7 +217,6 @@ class VideoRecorder(ObservationTransform):
             self._names(), self.skip, self.max_frames, len(batch) > 0, self.make_grid is False
         )
         self._state = self._recorder.init()
-        close_batched_env_at_exit(self.parent)
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
         """Video name -> (in_key, sub-env index or None), in a stable order."""
