@@ -104,6 +104,8 @@ def run(cfg: Config) -> Section:
             "(`.contiguous()`, a transposing copy), then `_FfmpegSink.write` pads them "
             "(a copy even when no padding is needed) and permutes them back to HWC rgb24 "
             "(a second transposing copy) before the pipe. imageio writes the HWC arrays "
-            "as rendered. ffmpeg runs in its own process.",
+            "as rendered. ffmpeg runs in its own process. Those three copies are what "
+            "separates the two: the frames drain hands out are already HWC bytes "
+            "(`frame.permute(1, 2, 0)` is contiguous) and could go to the pipe as they are.",
         ],
     )

@@ -20,6 +20,7 @@ EXPECTED_ROWS = [
     "| ultrafast |",
     "| funrec VideoRecorder (mp4, streaming) |",  # 5. end to end
     "| TorchRL VideoRecorder (pt) |",
+    "| funrec VideoRecorder (logger=None: held, no encoding) |",
     "| funrec_torchrl VideoRecorder.dump() (mp4, streamed) |",  # 6. dump latency
     "| TorchRL VideoRecorder.dump() (pt) |",
     "| gymnasium RecordVideo |",  # 7. gymnasium
