@@ -107,13 +107,15 @@ def contenders(
 
 def run(cfg: Config) -> Section:
     """Measures the per-step cost at each frame size; target: funrec <= 2x the copy limit."""
-    rows, misses = [], []
+    rows, checks, met = [], [], True
     for size, (batch, shape, steps) in SIZES.items():
         m = interleave(contenders(batch, shape, cfg.size(steps, 20)), cfg.repeats)
         for name, values in m.items():
             over_limit = ratios(values, m[LIMIT])
-            if name in HELD_TO_TARGET and over_limit.median > 2:
-                misses.append(f"{size} {name} {over_limit.median:.1f}x")
+            if name in HELD_TO_TARGET:
+                ok = over_limit.median <= 2
+                met = met and ok
+                checks.append(f"{size} {name} {over_limit.median:.1f}x{'' if ok else ' (over)'}")
             rows.append(
                 [
                     size,
@@ -124,9 +126,9 @@ def run(cfg: Config) -> Section:
                 ]
             )
     verdict = (
-        "not met (limit 2x): " + "; ".join(misses) + ". See the notes for where the time goes"
-        if misses
-        else "met at every size"
+        f"{'met' if met else 'not met'}, funrec / copy limit (at most 2x): "
+        + "; ".join(checks)
+        + ". See the notes for where the time goes"
     )
     return Section(
         title="1. Per-step record cost",
@@ -142,7 +144,10 @@ def run(cfg: Config) -> Section:
             "both copy each frame once, in order. What separates a holding recorder from "
             "the copy limit is (a) page faults: every held frame lands in new memory, "
             "which this VM maps page by page ('copy into fresh memory, kept' measures that "
-            "floor alone), and (b) Python work per step, which dominates small frames. "
+            "floor alone; it varies from run to run with the allocator's and the VM's "
+            "state, we saw 1.6x to 5x the copy limit at 400x600), and (b) Python work per "
+            "step (reading the key, checking the layout, the state tuples: about 25 µs), "
+            "which dominates small frames. "
             "Draining every step (streaming) frees each frame, so its memory is reused "
             "and (a) disappears.",
             "TorchRL is called as `VideoRecorder(None, tag, skip=1, make_grid=True if "
