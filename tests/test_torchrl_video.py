@@ -264,3 +264,28 @@ def test_pong_video_is_the_pixels_of_every_step(tmp_path):
     video = pt_files(logger)["pong_0.pt"][0]
     expected = torch.cat([td["pixels"][:1], td["next", "pixels"]]).permute(0, 3, 1, 2)
     assert torch.equal(video, expected)
+
+
+def test_per_env_mp4_videos_stream_and_are_cut_per_episode(tmp_path):
+    logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
+    recorder = VideoRecorder(logger, "ep", make_grid=False, dump_on_done=True, fps=10)
+    env = TransformedEnv(stamp_envs(2, 3), recorder)
+    env.rollout(6, break_when_any_done=False)
+    videos = tmp_path / "exp" / "videos"
+    lengths = {p.name: read_video(p).shape[0] for p in sorted(videos.glob("*.mp4"))}
+    # env0 finished 3 episodes of 3 frames, env1 2 of 4; the rollout's last step resets nothing
+    assert lengths == {
+        "ep_env0_0.mp4": 3,
+        "ep_env0_1.mp4": 3,
+        "ep_env0_2.mp4": 3,
+        "ep_env1_0.mp4": 4,
+        "ep_env1_1.mp4": 4,
+    }
+
+
+def test_center_crop_needs_no_torchvision():
+    env = TransformedEnv(StampEnv(), VideoRecorder(None, "run", center_crop=4))
+    env.rollout(2)
+    video = env.transform.videos()["run"]
+    assert video.shape == (3, 3, 4, 4)
+    assert counters(video) == [0, 1, 2]
