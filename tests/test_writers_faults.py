@@ -383,3 +383,29 @@ def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
     assert loaded["t"].tolist() == list(range(steps))
     levels = loaded["pixels"].float().mean(dim=(1, 2, 3))
     assert (levels - 2 * torch.arange(steps)).abs().max() < 3
+
+
+def test_killed_before_the_first_fragment_reads_as_empty(tmp_path):
+    video_path = tmp_path / "v.mp4"
+    writer = open_video(video_path, fps=10)
+    writer.write(noise(2))  # x264 holds these: no fragment can be complete yet
+    ffmpeg = ffmpeg_writing(video_path)
+    ffmpeg.kill()
+    wait_for(lambda: ffmpeg.status() == psutil.STATUS_ZOMBIE, "ffmpeg to die")
+    assert read_video(video_path).shape == (0, 3, 64, 96)
+    with pytest.raises(WriterError, match="-9"):
+        writer.close()
+
+    store = tmp_path / "traj"
+    writer = TrajectoryWriter(store, done_key=None, video_keys=["pixels"], fps=10)
+    for t in range(3):
+        writer.append(TensorDict({"t": torch.tensor(t), "pixels": noise(1, seed=t)[0]}))
+    writer.flush()  # 3 steps committed, but not one frame on disk
+    ffmpeg = ffmpeg_writing(store / "pixels.0.mp4")
+    ffmpeg.kill()
+    wait_for(lambda: ffmpeg.status() == psutil.STATUS_ZOMBIE, "ffmpeg to die")
+    assert load(store).batch_size == (0,)  # data and pixels agree: no step has both
+    with pytest.raises(WriterError, match="-9"):
+        writer.close()
+    assert json.loads((store / "index.json").read_text())["complete"] is False
+    assert load(store).batch_size == (0,)

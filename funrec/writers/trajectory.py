@@ -199,15 +199,21 @@ class TrajectoryWriter:
         if self._closed:
             return
         self._closed = True
+        failed = None
         for _, writers in self._videos.values():
             for writer in writers:
-                writer.close()
+                try:
+                    writer.close()
+                except WriterError as err:  # finish the rest; the store loads what decodes
+                    failed = failed or err
         # Trim before committing: on a full disk this frees the preallocated room first.
         for key, file in self._files.items():
             file.close()
             os.truncate(self._file(key), self.steps * self._row_bytes(key))
         self._write_tensordict_meta()
-        self._commit(complete=True)
+        self._commit(complete=failed is None)
+        if failed is not None:
+            raise failed
 
     def __enter__(self) -> TrajectoryWriter:
         return self
@@ -438,6 +444,7 @@ def load(path: str | Path) -> TensorDict:
       A TensorDict of ``MemoryMappedTensor`` s, batch size ``[T, *batch]``; with
       the writer's episode key (default ``"episode"``) holding episode ids.
       Writing into it writes to the files, as with ``TensorDict.load_memmap``.
+      Video keys are decoded into memory, and ``T`` is cut to the frames decoded.
 
     Example:
       >>> from funrec.writers import load  # doctest: +SKIP

@@ -449,6 +449,13 @@ def read_video(path: str | Path) -> torch.Tensor:
     side = sidecar_path(path)
     info = json.loads(side.read_text()) if side.exists() else {}
     format = info.get("format") or ("png" if path.is_dir() else _SUFFIXES.get(path.suffix.lower()))
+    if format == "mp4" and info.get("complete") is False:
+        # A writer killed before ffmpeg finished its first fragment leaves no file or one
+        # without frames: the playable prefix is empty.
+        try:
+            return _decode(path, format, info["height"], info["width"])
+        except OSError:
+            return torch.empty(0, 3, info["height"], info["width"], dtype=torch.uint8)
     if not path.exists():
         raise FileNotFoundError(f"read_video: {str(path)!r} does not exist.")
     if format == "pt":
