@@ -289,3 +289,18 @@ def test_center_crop_needs_no_torchvision():
     video = env.transform.videos()["run"]
     assert video.shape == (3, 3, 4, 4)
     assert counters(video) == [0, 1, 2]
+
+
+def test_parallel_env_per_env_videos_hold_every_frame_once_in_order():
+    from test_torchrl_envs import _Maker
+    from torchrl.envs import ParallelEnv
+
+    base = ParallelEnv(2, [_Maker(0, 3), _Maker(1, 100)], mp_start_method="spawn")
+    env = TransformedEnv(base, VideoRecorder(None, "ep", make_grid=False))
+    env.rollout(10, break_when_any_done=False)
+    videos = env.transform.videos()
+    # env0 reset on its own after steps 3, 6 and 9: 1 + 10 + 3 frames, each once, in order
+    assert counters(videos["ep_env0"]) == list(range(14))
+    assert counters(videos["ep_env1"]) == list(range(11))
+    assert {env_of(f) for f in videos["ep_env1"]} == {1}
+    env.close()
