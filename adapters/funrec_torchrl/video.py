@@ -19,6 +19,7 @@ from torchrl.record.loggers.csv import CSVLogger
 
 import funrec
 from funrec import NamedState, RecorderError
+from funrec.writers import WriterError, open_video, sidecar_path
 from funrec_torchrl._env import (
     check_image,
     mark_reset,
@@ -354,8 +355,6 @@ class VideoRecorder(ObservationTransform):
 
     def _stream(self) -> None:
         """Writes every held frame to its video's open mp4; keeps them on failure."""
-        from funrec.writers import WriterError
-
         for name, items in self._held():
             if not len(items) or name in self._stream_failed:
                 continue
@@ -372,8 +371,6 @@ class VideoRecorder(ObservationTransform):
 
     def _write_held(self, name: str) -> None:
         """Moves the frames held for ``name`` into its partial mp4; on error keeps them."""
-        from funrec.writers import open_video
-
         items, emptied = _drain_one(self._state, name)
         if not items:
             return
@@ -493,8 +490,6 @@ def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], 
 
 def _rename(source: Path, target: Path) -> None:
     """Renames a video and its JSON sidecar."""
-    from funrec.writers import sidecar_path
-
     os.replace(source, target)
     if sidecar_path(source).exists():
         os.replace(sidecar_path(source), sidecar_path(target))
