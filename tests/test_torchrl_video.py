@@ -304,3 +304,33 @@ def test_parallel_env_per_env_videos_hold_every_frame_once_in_order():
     assert counters(videos["ep_env1"]) == list(range(11))
     assert {env_of(f) for f in videos["ep_env1"]} == {1}
     env.close()
+
+
+def test_same_files_as_torchrls_recorder_with_skip_1(tmp_path):
+    from torchrl.record import VideoRecorder as TorchRLVideoRecorder
+
+    def session(recorder_class, name):
+        logger = CSVLogger(name, log_dir=str(tmp_path), video_format="pt")
+        env = TransformedEnv(StampEnv(), recorder_class(logger, "run", skip=1))
+        env.rollout(4)
+        env.transform.dump()
+        env.rollout(2)
+        env.transform.dump(suffix="eval", step=7)
+        env.transform.dump()
+        env.rollout(1)
+        env.transform.dump()
+        return pt_files(logger)
+
+    ours, theirs = session(VideoRecorder, "funrec"), session(TorchRLVideoRecorder, "torchrl")
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
+
+
+def test_a_bad_frame_raises_and_keeps_what_was_recorded():
+    recorder = VideoRecorder(None, "run")
+    recorder(TensorDict({"pixels": torch.stack([stamp(i, 0) for i in range(3)])}, [3]))
+    bad = torch.zeros(5, 5, 3, dtype=torch.uint8)  # another size mid-stream
+    with pytest.raises(funrec.LayoutError, match="pixels"):
+        recorder(TensorDict({"pixels": bad}))
+    assert counters(recorder.videos()["run"]) == [0, 1, 2]
