@@ -130,22 +130,25 @@ class TrajectoryWriter:
           WriterError: the disk is full; nothing of this step is written and every
             step before it is committed: ``close()`` and write the rest elsewhere.
         """
-        self.extend(td.unsqueeze(0) if isinstance(td, TensorDictBase) else td)
+        self._write(td, stacked=False)
 
     def extend(self, td: TensorDictBase) -> None:
         """Writes ``T`` steps at once (a TensorDict of batch size ``[T, *batch]``).
 
         All or nothing: the chunks needed are allocated before anything is written.
         """
-        if self._closed:
-            raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
         if isinstance(td, TensorDictBase) and not td.batch_dims:
             raise ValueError(
                 f"{str(self.path)!r}: extend() takes steps stacked along a first dim [T, *batch], "
                 "got batch size (); use append() for one step."
             )
-        rows = self._rows(td)
-        count = td.batch_size[0]
+        self._write(td, stacked=True)
+
+    def _write(self, td: TensorDictBase, *, stacked: bool) -> None:
+        if self._closed:
+            raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
+        rows = self._rows(td, stacked)
+        count = td.batch_size[0] if stacked else 1
         if count == 0:
             return
         episodes, state = self._episodes(td, count)
@@ -226,13 +229,14 @@ class TrajectoryWriter:
 
     # -- checking a step
 
-    def _rows(self, td: TensorDictBase) -> dict[tuple[str, ...], torch.Tensor]:
+    def _rows(self, td: TensorDictBase, stacked: bool) -> dict[tuple[str, ...], torch.Tensor]:
+        """Every leaf as ``[count, *batch, ...]``, checked against the first step."""
         if not isinstance(td, TensorDictBase):
             raise TypeError(
                 f"{str(self.path)!r}: expected a TensorDict, got {type(td).__name__}; "
                 "wrap dicts with tensordict.TensorDict(d, batch_size=[...])."
             )
-        batch = td.batch_size[1:]
+        batch = td.batch_size[1:] if stacked else td.batch_size
         rows: dict[tuple[str, ...], torch.Tensor] = {}
         for key, value in td.items(include_nested=True, leaves_only=True, is_leaf=_is_leaf):
             key = key if isinstance(key, tuple) else (key,)
@@ -242,7 +246,8 @@ class TrajectoryWriter:
                     "the store keeps tensors only: drop it with td.exclude(key) or "
                     "funrec.select(...)."
                 )
-            rows[key] = value.detach().cpu().contiguous()
+            value = value.detach().cpu().contiguous()
+            rows[key] = value if stacked else value.unsqueeze(0)
         if self.episode_key is not None and (self.episode_key,) in rows:
             raise ValueError(
                 f"{str(self.path)!r}: the steps already have a key {self.episode_key!r}; pass "
@@ -320,14 +325,18 @@ class TrajectoryWriter:
     def _episodes(self, td: TensorDictBase, count: int) -> tuple[torch.Tensor, tuple]:
         """The episode id of each row, and the (ids, next id) state after the last row."""
         assert self._episode is not None
-        current, next_id = self._episode.clone(), self._next_episode
-        ids = torch.empty((count, *current.shape), dtype=torch.int64)
+        current, next_id = self._episode, self._next_episode
         done = None
         if self.done_key is not None:
             done = td.get(self.done_key).reshape(count, *current.shape, -1).any(-1)
+        ids = torch.empty((count, *current.shape), dtype=torch.int64)
+        if done is None or not done.any():  # the common step: no episode ends
+            ids[:] = current
+            return ids, (current, next_id)
+        current = current.clone()
         for t in range(count):
             ids[t] = current
-            if done is not None and done[t].any():
+            if done[t].any():
                 ended = done[t]
                 current[ended] = next_id + torch.arange(int(ended.sum()))
                 next_id += int(ended.sum())
