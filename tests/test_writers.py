@@ -334,6 +334,10 @@ def test_write_drained_named_state_keeps_items_without_a_writer(tmp_path):
         write_drained(state, {"videos": video})
     with pytest.raises(TypeError, match="dict"):
         write_drained(state, video)
+    state = funrec.fold(rec, stamped_steps(2), state)
+    with pytest.raises(TypeError, match="TensorDict items, which VideoWriter cannot write"):
+        write_drained(state, {"traj": open_video(tmp_path / "x.mp4")})
+    assert len(funrec.trajectory(state["traj"])) == 2  # kept
 
 
 def test_write_drained_failure_leaves_the_state_whole(tmp_path):

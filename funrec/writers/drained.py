@@ -75,6 +75,12 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
         raise TypeError(
             f"write_drained(): the state is named({', '.join(items)}); pass a dict name -> writer."
         )
+    if items and isinstance(writer, VideoWriter) != isinstance(items[0], torch.Tensor):
+        raise TypeError(
+            f"write_drained(): the state holds {type(items[0]).__name__} items, which "
+            f"{type(writer).__name__} cannot write; use a VideoWriter for frames() and a "
+            "TrajectoryWriter for tensordicts()."
+        )
     if isinstance(writer, VideoWriter):
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
         if items:
