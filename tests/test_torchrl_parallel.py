@@ -12,7 +12,9 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from funrec_torchrl import PixelRenderTransform, TensorDictRecorder, VideoRecorder
+from test_torchrl_render import assert_cartpole_frames
 from torchrl.envs import EnvCreator, ParallelEnv, check_env_specs
 
 PRELUDE = """
@@ -96,4 +98,6 @@ def test_spawned_workers_carry_the_transforms_and_specs_check():
     check_env_specs(env)
     td = env.rollout(4, break_when_any_done=False)
     assert td["next", "pixels"].shape == (2, 4, 400, 600, 3)
+    assert_cartpole_frames(td["next", "pixels"])  # each worker rendered its own env
+    assert not torch.equal(td["next", "pixels"][0], td["next", "pixels"][1])
     env.close()

@@ -15,7 +15,7 @@ def make_cartpole():
     return GymEnv("CartPole-v1", render_mode="rgb_array")
 
 
-def make_rendering_cartpole():
+def make_rendering_cartpole():  # inside ParallelEnv workers: test_torchrl_parallel.py
     return make_cartpole().append_transform(PixelRenderTransform())
 
 
@@ -51,15 +51,6 @@ def test_on_the_outer_batched_env_render_lists_are_stacked(batched):
     assert_cartpole_frames(td["next", "pixels"])
     # three independent carts: the frames differ between workers
     assert not torch.equal(td["next", "pixels"][0], td["next", "pixels"][1])
-    env.close()
-
-
-def test_inside_parallel_workers_each_worker_renders_its_env():
-    env = ParallelEnv(2, EnvCreator(make_rendering_cartpole), mp_start_method="spawn")
-    check_env_specs(env)
-    td = env.rollout(3)
-    assert td["pixels"].shape == (2, 3, 400, 600, 3)
-    assert_cartpole_frames(td["pixels"])
     env.close()
 
 
