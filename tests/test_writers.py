@@ -425,3 +425,21 @@ def test_streaming_memory_does_not_grow_with_the_video(tmp_path, fmt):
     held = steps * frame.numel()
     assert grown < held / 3, f"RSS grew {grown >> 20} MB for {held >> 20} MB of frames"
     assert len(read_video(tmp_path / f"long.{fmt}")) == steps
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import stat
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    (tmp_path / "plain").write_bytes(b"")
+    (tmp_path / "plain_dir").mkdir()
+    with open_video(tmp_path / "v.pt") as writer:
+        writer.write(blocks(1))
+    with open_video(tmp_path / "frames", format="png") as writer:
+        writer.write(blocks(1))
+    # the umask decides, not tempfile's private 0600/0700
+    assert mode(tmp_path / "v.pt") == mode(tmp_path / "plain")
+    assert mode(sidecar_path(tmp_path / "v.pt")) == mode(tmp_path / "plain")
+    assert mode(tmp_path / "frames") == mode(tmp_path / "plain_dir")

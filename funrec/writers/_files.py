@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,17 @@ def temp_beside(path: Path, *, directory: bool = False) -> Path:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        if directory:
-            return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        return Path(name)
+        while True:
+            temp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                # Not tempfile's 0600: the umask decides, as for any file the user writes.
+                if directory:
+                    temp.mkdir()
+                else:
+                    os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                return temp
+            except FileExistsError:
+                continue
     except OSError as err:
         raise WriterError(
             f"cannot write {str(path)!r}: its directory {str(parent)!r} is not writable "
