@@ -33,7 +33,7 @@ from funrec.recorders import (
     frames,
     tensordicts,
 )
-from funrec.views import counts, drain, episodes, trajectory, video
+from funrec.views import counts, drain, episodes, grid, trajectory, video
 
 __version__ = "0.1.0"
 
@@ -60,6 +60,7 @@ __all__ = [
     "every",
     "fold",
     "frames",
+    "grid",
     "load",
     "map_td",
     "named",

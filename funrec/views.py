@@ -7,6 +7,7 @@ dict, one entry per name; the other views take one recorder's state.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -154,3 +155,29 @@ def _unwrap(state: State, kind: type, view: str) -> Any:
             f"recorder, got {type(state).__name__}."
         )
     return state
+
+
+def grid(frames: torch.Tensor) -> torch.Tensor:
+    """Tiles a batch of frames into one frame, row by row, as TorchRL's VideoRecorder does.
+
+    ``N`` frames make ``ceil(sqrt(N))`` columns and as many rows as needed; the
+    empty tiles of the last row are black.
+
+    Args:
+        frames: ``[..., N, 3, H, W]``, e.g. a batched video ``[T, N, 3, H, W]``.
+
+    Returns:
+        ``[..., 3, rows * H, cols * W]``.
+
+    Example:
+        >>> import torch, funrec
+        >>> funrec.grid(torch.zeros(16, 3, 40, 60, dtype=torch.uint8)).shape
+        torch.Size([3, 160, 240])
+    """
+    *lead, n, c, h, w = frames.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    pad = frames.new_zeros(*lead, rows * cols - n, c, h, w)
+    tiles = torch.cat([frames, pad], dim=-4).reshape(*lead, rows, cols, c, h, w)
+    tiles = tiles.movedim(-3, -5)  # [..., c, rows, cols, h, w]
+    return tiles.transpose(-2, -3).reshape(*lead, c, rows * h, cols * w)

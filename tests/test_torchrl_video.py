@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from funrec_torchrl import PixelRenderTransform, VideoRecorder, make_grid
+from funrec_torchrl import PixelRenderTransform, VideoRecorder
 from tensordict import TensorDict
 from test_torchrl_envs import HEIGHT, WIDTH, StampEnv, counter_of, env_of, stamp, stamp_envs
 from torchrl.envs import GymEnv, SerialEnv, TransformedEnv, check_env_specs
@@ -149,12 +149,12 @@ def test_grid_tiles_the_batch_and_skips_partial_resets():
     assert counters(video[:, :, HEIGHT:, :WIDTH]) == list(range(9))
 
 
-def test_make_grid_matches_torchrl_tiling():
+def test_grid_matches_torchrl_tiling():
     from torchrl.record.recorder import _make_video_grid
 
     frames = torch.randint(0, 256, (5, 3, 4, 6), dtype=torch.uint8)
-    assert torch.equal(make_grid(frames), _make_video_grid(frames))
-    assert torch.equal(make_grid(frames[None])[0], _make_video_grid(frames))
+    assert torch.equal(funrec.grid(frames), _make_video_grid(frames))
+    assert torch.equal(funrec.grid(frames[None])[0], _make_video_grid(frames))
 
 
 def test_per_env_videos_are_cut_at_each_envs_own_episode_end(tmp_path):

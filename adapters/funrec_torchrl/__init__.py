@@ -10,7 +10,7 @@ its state, and its TorchRL hooks only do ``state = recorder.step(state, td)``
 from funrec_torchrl.render import PixelRenderTransform
 from funrec_torchrl.rollout import RecorderCallback, rollout
 from funrec_torchrl.trajectory import TensorDictRecorder
-from funrec_torchrl.video import VideoRecorder, center_crop, make_grid
+from funrec_torchrl.video import VideoRecorder, center_crop
 
 __all__ = [
     "PixelRenderTransform",
@@ -18,6 +18,5 @@ __all__ = [
     "TensorDictRecorder",
     "VideoRecorder",
     "center_crop",
-    "make_grid",
     "rollout",
 ]

@@ -32,31 +32,6 @@ from funrec_torchrl._env import (
 _WRITER_OPTIONS = {"crf", "preset"}
 
 
-def make_grid(frames: torch.Tensor) -> torch.Tensor:
-    """Tiles a batch of frames into one frame, row by row, like TorchRL's grid.
-
-    ``N`` frames make ``ceil(sqrt(N))`` columns and as many rows as needed; the
-    empty tiles of the last row are black.
-
-    Args:
-        frames: uint8 ``[..., N, 3, H, W]``.
-
-    Returns:
-        uint8 ``[..., 3, rows * H, cols * W]``.
-
-    Example:
-        >>> make_grid(torch.zeros(16, 3, 40, 60, dtype=torch.uint8)).shape
-        torch.Size([3, 160, 240])
-    """
-    *lead, n, c, h, w = frames.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    pad = frames.new_zeros(*lead, rows * cols - n, c, h, w)
-    tiles = torch.cat([frames, pad], dim=-4).reshape(*lead, rows, cols, c, h, w)
-    tiles = tiles.movedim(-3, -5)  # [..., c, rows, cols, h, w]
-    return tiles.transpose(-2, -3).reshape(*lead, c, rows * h, cols * w)
-
-
 def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size x size`` square of every frame (the whole side if smaller).
 
@@ -268,7 +243,7 @@ class VideoRecorder(ObservationTransform):
         if self.center_crop:
             video = center_crop(video, self.center_crop)
         if video.ndim > 4:
-            video = make_grid(video.flatten(1, -4))
+            video = funrec.grid(video.flatten(1, -4))
         return video
 
     # -- writing ------------------------------------------------------------------

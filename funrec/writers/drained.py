@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,7 +84,7 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
         if items:
             frames = torch.stack(items)
-            writer.write(_tile(frames) if frames.ndim > 4 else frames)
+            writer.write(funrec.grid(frames.flatten(1, -4)) if frames.ndim > 4 else frames)
     elif isinstance(writer, TrajectoryWriter):
         if items:
             writer.extend(torch.stack(items))
@@ -105,14 +104,3 @@ def _frames_metadata(state: Any) -> dict[str, Any]:
         info["layout"] = dataclasses.asdict(state.layout)
     return info
 
-
-def _tile(frames: torch.Tensor) -> torch.Tensor:
-    """``[T, *batch, 3, H, W]`` -> ``[T, 3, rows * H, cols * W]``, batch entries row by row."""
-    frames = frames.flatten(1, -4)
-    steps, count, channels, height, width = frames.shape
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    grid = frames.new_zeros(steps, rows * cols, channels, height, width)
-    grid[:, :count] = frames
-    grid = grid.reshape(steps, rows, cols, channels, height, width)
-    return grid.permute(0, 3, 1, 4, 2, 5).reshape(steps, channels, rows * height, cols * width)
