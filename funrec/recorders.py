@@ -164,10 +164,16 @@ def frames(
             )
         try:
             x = as_tensor(value)
+            if x.dim() - td.batch_dims < 2:
+                raise LayoutError(
+                    f"got shape {tuple(x.shape)} in a TensorDict of batch size "
+                    f"{tuple(td.batch_size)}: one value per env has fewer than the 2 dims "
+                    f"[H, W] of an image"
+                )
             chosen = state.layout or detect(x, hint=hint)
             frame = normalize(x, chosen)
         except LayoutError as err:
-            raise LayoutError(f"{who}: {err}{_not_an_image_hint(value)}") from err
+            raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
         items = state.items.append(frame)
         if decision == "evict":
             _, items = items.popleft()
@@ -333,12 +339,13 @@ def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str
         raise RecorderError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}.")
 
 
-def _not_an_image_hint(value: Any) -> str:
+def _not_an_image_hint(value: Any, td: TensorDictBase) -> str:
     shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) < 2:
+    if shape is not None and len(shape) - td.batch_dims < 2:
         return (
             " This looks like a state vector, not an image: render pixels with "
-            "PixelRenderTransform, or build the env with from_pixels=True."
+            "PixelRenderTransform (gymnasium envs need render_mode='rgb_array'), build "
+            "the env with from_pixels=True, or record the key that holds the pixels."
         )
     return ""
 

@@ -294,3 +294,10 @@ def test_bad_combinator_arguments():
             rec.init(),
             TensorDict({"next": {"done": torch.zeros(2, 1, dtype=torch.bool)}}, batch_size=[2]),
         )
+
+
+def test_a_batch_of_state_vectors_is_not_an_image():
+    td = TensorDict({"observation": torch.zeros(16, 4)}, batch_size=[16])  # [B, 4]
+    rec = funrec.frames("observation")
+    with pytest.raises(LayoutError, match=r"\(16, 4\).*batch size \(16,\).*PixelRenderTransform"):
+        rec.step(rec.init(), td)

@@ -12,8 +12,6 @@ from tensordict import TensorDictBase
 from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
 from torchrl.envs.batched_envs import BatchedEnvBase
 
-from funrec import LayoutError
-
 RESET_MARK = "_funrec_reset"
 """Key under which the transforms hand a reset TensorDict to their recorder.
 
@@ -68,32 +66,6 @@ def resets_env(index: int) -> Any:
 def pick_env(index: int) -> Any:
     """A TensorDict -> TensorDict function taking sub-env ``index`` (flat) of a batch."""
     return lambda td: td.reshape(-1)[index]
-
-
-def check_image(td: TensorDictBase, key: Any) -> None:
-    """Raises if ``td[key]`` cannot be a frame: fewer than 2 dims past the batch dims.
-
-    funrec's layout detection cannot see the env's batch dims, so a batch of
-    state vectors ``[B, 4]`` would read as one 4-wide grayscale image.
-
-    Args:
-        td: a TensorDict from the env.
-        key: the key the recorder reads.
-
-    Raises:
-        LayoutError: naming the key, the shape and the fix.
-    """
-    value = td.get(key, None)
-    if not isinstance(value, torch.Tensor) or value.ndim - td.batch_dims >= 2:
-        return  # non-tensor frames (a rendered list) are left to funrec's layout detection
-    shape = value.shape
-    raise LayoutError(
-        f"VideoRecorder: key {key!r} has shape {tuple(shape)} in a TensorDict of batch size "
-        f"{tuple(td.batch_size)}: that is a vector per env, not an image [H, W, C] or [C, H, W]. "
-        "Render pixels with funrec_torchrl.PixelRenderTransform(), build the env with "
-        "from_pixels=True (or render_mode='rgb_array' plus PixelRenderTransform for gymnasium), "
-        "or pass in_keys= the key that holds the pixels."
-    )
 
 
 def render_fps(env: EnvBase | None) -> float | None:

@@ -21,7 +21,6 @@ import funrec
 from funrec import NamedState, RecorderError
 from funrec.writers import WriterError, open_video, sidecar_path
 from funrec_torchrl._env import (
-    check_image,
     mark_reset,
     pick_env,
     render_fps,
@@ -180,8 +179,6 @@ class VideoRecorder(ObservationTransform):
     def _record(self, td: TensorDictBase) -> None:
         if self._recorder is None:
             self._build(tuple(td.batch_size))
-        for key in self.in_keys:
-            check_image(td, key)
         self._state = self._recorder.step(self._state, td)
         if self._video_dir() is not None:
             self._stream()
