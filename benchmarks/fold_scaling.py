@@ -8,6 +8,7 @@ appending (and evicting) were O(T), later windows would be slower.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -18,7 +19,7 @@ import funrec
 from benchmarks.harness import Config, Section, Stats, interleave
 
 NAME = "fold_scaling"
-FLAT = 1.2  # a curve is flat when its last window is at most 20% slower than its first
+FLAT = 1.2  # flat: the second half of the fold at most 20% slower per step than the first
 VARIANTS = {
     "unbounded": {},
     "drop_oldest, max_frames=1000": {"max_frames": 1000, "overflow": "drop_oldest"},
@@ -47,7 +48,8 @@ def run(cfg: Config) -> Section:
         def measure() -> float:
             curve = fold_curve(funrec.frames("pixels", **VARIANTS[name]), steps, windows)
             curves[name].append(curve)
-            return curve[-1] / curve[0]
+            half = len(curve) // 2
+            return statistics.mean(curve[half:]) / statistics.mean(curve[:half])
 
         return measure
 
@@ -59,19 +61,28 @@ def run(cfg: Config) -> Section:
         medians = [Stats.of([c[w] for c in timed_curves]).median for w in range(windows)]
         growth = Stats.of(m[name])
         if growth.median > FLAT:
-            misses.append(f"{name}: the last window is {growth.median:.2f}x the first")
+            misses.append(f"{name}: the second half is {growth.median:.2f}x the first")
         rows.append([name, growth.show(digits=2)] + [f"{v * 1e6:.1f}" for v in medians])
     return Section(
         title="2. Fold scaling: 100k small frames",
-        target=f"time per step flat in T (here: last window <= {FLAT}x the first window).",
+        target=f"time per step flat in T (here: mean time per step over the second half of "
+        f"the fold <= {FLAT}x that over the first half).",
         verdict="not met: " + "; ".join(misses) if misses else "met: both curves are flat",
-        headers=["variant", "last / first window"]
-        + [f"µs/step @{(w + 1) * size // 1000}k" for w in range(windows)],
+        headers=["variant", "second half / first half"]
+        + [f"µs/step @{(w + 1) * size}" for w in range(windows)],
         rows=rows,
         notes=[
             f"8x8x3 uint8 frames, {steps} steps in {windows} windows of {size}; each "
             "curve point is the median over the repeats of that window's mean time per "
             "step. The unbounded fold ends holding every frame; the capped one holds 1000 "
             "and evicts one per step. The ratio column is per repeat, then the median.",
+            "The unbounded curve has spikes: Python's full (generation-2) garbage "
+            "collections, each of which walks every tracked object (with torch and torchrl "
+            "imported, about 250–290 ms here). With `gc.callbacks` we saw them at about 5k, "
+            "35k and 73k steps of a 100k fold: a window that holds one gets ~25 µs/step "
+            "more. CPython spaces them by the heap's growth (a full collection waits until "
+            "the objects added since the last one reach a quarter of those that survived "
+            "it), so their cost per step stays bounded: hence the halves, not the last "
+            "window, as the measure. The capped fold holds a constant heap and shows none.",
         ],
     )
