@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -120,18 +121,18 @@ class Layout:
                 f"{self.batch_shape}, height {self.height}, width {self.width}"
             )
 
-    @property
+    @cached_property
     def image_shape(self) -> tuple[int, ...]:
         """The shape of one image in input order, e.g. ``(H, W, C)`` for ``"HWC"``."""
         h, w, c = self.height, self.width, self.channels
         return {"HWC": (h, w, c), "CHW": (c, h, w), "HW": (h, w)}[self.order]
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, ...]:
         """The full input shape a frame of this layout has: ``batch_shape + image_shape``."""
         return self.batch_shape + self.image_shape
 
-    @property
+    @cached_property
     def output_shape(self) -> tuple[int, ...]:
         """The shape :func:`normalize` returns: ``(*batch_shape, 3, height, width)``."""
         return (*self.batch_shape, 3, self.height, self.width)
@@ -164,7 +165,9 @@ def as_tensor(x: Any) -> torch.Tensor:
       torch.Size([4, 4, 3])
     """
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
+        if x.requires_grad:
+            x = x.detach()
+        return x if x.is_cpu else x.cpu()
     if isinstance(x, np.ndarray):
         return _from_numpy(x)
     if isinstance(x, NonTensorStack):
@@ -318,13 +321,13 @@ def _check_hint(shape: tuple[int, ...], order: str) -> None:
 
 
 def _check_fits(t: torch.Tensor, layout: Layout) -> None:
-    shape, dtype = tuple(t.shape), _dtype_name(t)
-    if shape != layout.shape or dtype != layout.dtype:
-        raise LayoutError(
-            f"expected shape {layout.shape} and dtype {layout.dtype} (the stream's layout "
-            f"{layout.describe()}), got shape {shape} and dtype {dtype}; send frames of one "
-            "layout per stream or start a new recorder"
-        )
+    if t.shape == layout.shape and t.dtype == getattr(torch, layout.dtype):
+        return
+    raise LayoutError(
+        f"expected shape {layout.shape} and dtype {layout.dtype} (the stream's layout "
+        f"{layout.describe()}), got shape {tuple(t.shape)} and dtype {_dtype_name(t)}; send "
+        "frames of one layout per stream or start a new recorder"
+    )
 
 
 def normalize(
@@ -364,7 +367,7 @@ def normalize(
     channel_dim = -3 if layout.order == "CHW" else -1
     if layout.order == "HW":
         t = t.unsqueeze(-1)
-    rgb = _to_uint8_values(t.narrow(channel_dim, 0, min(layout.channels, 3)), layout)
+    rgb = _to_uint8_values(t if layout.channels < 4 else t.narrow(channel_dim, 0, 3), layout)
     if t.dtype == torch.uint8:
         rgb = rgb.clone()  # a fresh copy: environments reuse their render buffers
     if layout.channels == 4 and background is not None:

@@ -164,25 +164,15 @@ def frames(
             )
         try:
             x = as_tensor(value)
-            if x.dim() - td.batch_dims < 2:
-                raise LayoutError(
-                    f"got shape {tuple(x.shape)} in a TensorDict of batch size "
-                    f"{tuple(td.batch_size)}: one value per env has fewer than the 2 dims "
-                    f"[H, W] of an image"
-                )
-            chosen = state.layout or detect(x, hint=hint)
+            chosen = state.layout or _detect_first(x, td, hint)
             frame = normalize(x, chosen)
         except LayoutError as err:
             raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
         items = state.items.append(frame)
         if decision == "evict":
             _, items = items.popleft()
-        return FramesState(
-            items=items,
-            counts=_count(state.counts, decision),
-            layout=chosen,
-            nonfinite=state.nonfinite + (count_nonfinite(x) if x.is_floating_point() else 0),
-        )
+        nonfinite = state.nonfinite + (count_nonfinite(x) if x.is_floating_point() else 0)
+        return FramesState(items, _count(state.counts, decision), chosen, nonfinite)
 
     return Recorder(init, step)
 
@@ -320,12 +310,12 @@ def read_key(td: TensorDictBase, key: Key, who: str) -> Any:
 
 
 def _count(counts: Counts, decision: str) -> Counts:
-    seen = counts.seen + 1
+    seen, recorded, skipped, dropped = counts
     if decision == "skip":
-        return counts._replace(seen=seen, skipped=counts.skipped + 1)
+        return Counts(seen + 1, recorded, skipped + 1, dropped)
     if decision in ("drop", "evict"):  # evict: the new item in, the oldest out
-        return counts._replace(seen=seen, dropped=counts.dropped + 1)
-    return counts._replace(seen=seen, recorded=counts.recorded + 1)
+        return Counts(seen + 1, recorded, skipped, dropped + 1)
+    return Counts(seen + 1, recorded + 1, skipped, dropped)
 
 
 def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str) -> None:
@@ -337,6 +327,15 @@ def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str
         )
     if overflow not in OVERFLOW_POLICIES:
         raise RecorderError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}.")
+
+
+def _detect_first(x: torch.Tensor, td: TensorDictBase, hint: str | None) -> Layout:
+    if x.dim() - td.batch_dims < 2:
+        raise LayoutError(
+            f"got shape {tuple(x.shape)} in a TensorDict of batch size {tuple(td.batch_size)}: "
+            f"one value per env has fewer than the 2 dims [H, W] of an image"
+        )
+    return detect(x, hint=hint)
 
 
 def _not_an_image_hint(value: Any, td: TensorDictBase) -> str:
