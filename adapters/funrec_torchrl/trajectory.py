@@ -64,13 +64,16 @@ class TensorDictRecorder(Transform):
         return funrec.when(is_step, rec) if self.skip_reset else rec
 
     def _call(self, next_tensordict: TensorDictBase) -> TensorDictBase:
-        self._state = self._recorder.step(self._state, next_tensordict)
+        # Straight into __dict__: nn.Module.__setattr__ costs microseconds per step.
+        self.__dict__["_state"] = self._recorder.step(self._state, next_tensordict)
         return next_tensordict
 
     def _reset(
         self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase
     ) -> TensorDictBase:
-        self._state = self._recorder.step(self._state, mark_reset(tensordict, tensordict_reset))
+        self.__dict__["_state"] = self._recorder.step(
+            self._state, mark_reset(tensordict, tensordict_reset)
+        )
         return tensordict_reset
 
     @property

@@ -135,7 +135,8 @@ class VideoRecorder(ObservationTransform):
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
         funrec.frames(skip=self.skip, max_frames=max_frames)
-        if self._video_dir() is not None:
+        self._streams = self._video_dir() is not None
+        if self._streams:
             self._writer_settings()
         self._batch: tuple[int, ...] | None = None  # decided by the first TensorDict
         self._recorder: funrec.Recorder | None = None
@@ -179,8 +180,9 @@ class VideoRecorder(ObservationTransform):
     def _record(self, td: TensorDictBase) -> None:
         if self._recorder is None:
             self._build(tuple(td.batch_size))
-        self._state = self._recorder.step(self._state, td)
-        if self._video_dir() is not None:
+        # Straight into __dict__: nn.Module.__setattr__ costs more than a small frame's copy.
+        self.__dict__["_state"] = self._recorder.step(self._state, td)
+        if self._streams:
             self._stream()
 
     def _build(self, batch: tuple[int, ...]) -> None:
