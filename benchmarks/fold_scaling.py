@@ -84,5 +84,10 @@ def run(cfg: Config) -> Section:
             "the objects added since the last one reach a quarter of those that survived "
             "it), so their cost per step stays bounded: hence the halves, not the last "
             "window, as the measure. The capped fold holds a constant heap and shows none.",
+            "Unlike contenders, the windows of one curve cannot be interleaved: they run "
+            "one after another for a few seconds, so a change of load from other jobs "
+            "during a curve shows up as slope (up or down; see the min–max of the ratio, "
+            "and the capped curve, which can only be flat). Read the verdict with that "
+            "spread in mind.",
         ],
     )
