@@ -33,7 +33,7 @@ from funrec.recorders import (
     frames,
     tensordicts,
 )
-from funrec.views import counts, drain, episodes, grid, trajectory, video
+from funrec.views import counts, drain, episodes, grid, stack_frames, trajectory, video
 
 __version__ = "0.1.0"
 
@@ -69,6 +69,7 @@ __all__ = [
     "pipeline",
     "read_video",
     "select",
+    "stack_frames",
     "tensordicts",
     "trajectory",
     "video",

@@ -8,6 +8,7 @@ dict, one entry per name; the other views take one recorder's state.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -64,7 +65,7 @@ def video(state: State) -> torch.Tensor:
     """
     state = _unwrap(state, FramesState, "video")
     if len(state.items):
-        return torch.stack(tuple(state.items))
+        return stack_frames(tuple(state.items))
     layout = state.layout
     shape = (*layout.batch_shape, 3, layout.height, layout.width) if layout else (3, 0, 0)
     return torch.empty((0, *shape), dtype=torch.uint8)
@@ -181,3 +182,28 @@ def grid(frames: torch.Tensor) -> torch.Tensor:
     tiles = torch.cat([frames, pad], dim=-4).reshape(*lead, rows, cols, c, h, w)
     tiles = tiles.movedim(-3, -5)  # [..., c, rows, cols, h, w]
     return tiles.transpose(-2, -3).reshape(*lead, c, rows * h, cols * w)
+
+
+def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stacks frames ``[..., 3, H, W]`` into ``[T, ..., 3, H, W]``, in their memory order.
+
+    Recorded frames keep their input's channel position in memory (an HWC frame
+    is a channels-last view), so they are stacked channels-last: one straight
+    copy, and writers read the result as HWC without another. A single frame
+    comes back as a view.
+
+    Args:
+        frames: one or more frames of one shape, as ``drain`` hands them out.
+
+    Returns:
+        ``[T, ..., 3, H, W]``; equal, value for value, to ``torch.stack(frames)``.
+
+    Example:
+        >>> import torch, funrec
+        >>> hwc = torch.zeros(4, 6, 3, dtype=torch.uint8)
+        >>> funrec.stack_frames([hwc.movedim(-1, -3)] * 5).shape
+        torch.Size([5, 3, 4, 6])
+    """
+    if len(frames) == 1:
+        return frames[0][None]
+    return torch.stack([f.movedim(-3, -1) for f in frames]).movedim(-1, -3)

@@ -66,7 +66,7 @@ SCENARIOS = {
         env = env.append_transform(VideoRecorder(None, "x", in_keys=["observation"]))
         env.rollout(3)
         """,
-        "key 'observation' has shape (1, 4)",
+        "frames('observation'): got shape (1, 4)",
     ),
 }
 

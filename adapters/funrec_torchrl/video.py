@@ -188,9 +188,9 @@ class VideoRecorder(ObservationTransform):
     def _build(self, batch: tuple[int, ...]) -> None:
         """Builds the recorder: one ``frames`` stream per key (and per sub-env)."""
         self._batch = batch
-        self._recorder = _make_recorder(
-            self._names(), self.skip, self.max_frames, len(batch) > 0, self.make_grid is False
-        )
+        batched = len(batch) > 0
+        per_env = batched and self.make_grid is False
+        self._recorder = _make_recorder(self._names(), self.skip, self.max_frames, batched, per_env)
         self._state = self._recorder.init()
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
@@ -238,7 +238,7 @@ class VideoRecorder(ObservationTransform):
         """Frames as they go into a video: stacked, cropped, grids tiled."""
         if not items:
             return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-        video = torch.stack(items)
+        video = funrec.stack_frames(items)
         if self.center_crop:
             video = center_crop(video, self.center_crop)
         if video.ndim > 4:

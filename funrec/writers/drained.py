@@ -83,7 +83,7 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     if isinstance(writer, VideoWriter):
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
         if items:
-            frames = torch.stack(items)
+            frames = funrec.stack_frames(items)
             writer.write(funrec.grid(frames.flatten(1, -4)) if frames.ndim > 4 else frames)
     elif isinstance(writer, TrajectoryWriter):
         if items:

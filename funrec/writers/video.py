@@ -229,7 +229,7 @@ class VideoWriter:
                 "a video has one frame size: close this one and write these frames to another "
                 "path, or resize them."
             )
-        return batch.cpu().expand(-1, 3, -1, -1).contiguous()
+        return batch.cpu().expand(-1, 3, -1, -1)  # strides as given: the sinks read any layout
 
     def _fail(self, err: BaseException) -> None:
         self._closed = True
@@ -333,9 +333,11 @@ class _FfmpegSink:
 
     def write(self, frames: torch.Tensor) -> None:
         assert self.proc is not None and self.proc.stdin is not None
-        if self.even:  # yuv420p needs even sides: repeat the last row/column (no dark seam)
-            height, width = frames.shape[-2:]
+        height, width = frames.shape[-2:]
+        if self.even and (height % 2 or width % 2):
+            # yuv420p needs even sides: repeat the last row/column (no dark seam)
             frames = torch.nn.functional.pad(frames, (0, width % 2, 0, height % 2), "replicate")
+        # funrec's frames are HWC in memory already: then this is a view, not a copy.
         data = frames.permute(0, 2, 3, 1).contiguous().numpy()
         try:
             self.proc.stdin.write(memoryview(data).cast("B"))
@@ -402,7 +404,7 @@ class _MemmapSink:
         self.file = open(self.temp, "wb")  # noqa: SIM115 - closed by finish/abort
 
     def write(self, frames: torch.Tensor) -> None:
-        self.file.write(memoryview(frames.numpy()).cast("B"))
+        self.file.write(memoryview(frames.contiguous().numpy()).cast("B"))  # packed [T, 3, H, W]
 
     def finish(self) -> None:
         self.file.close()
