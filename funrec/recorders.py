@@ -153,15 +153,9 @@ def frames(
 
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
         value = read_key(td, key, who)
-        decision = admit(state.counts, len(state.items), skip, max_frames, overflow)
+        decision = _decide(state, skip, max_frames, overflow, f"{who}: max_frames")
         if decision in ("skip", "drop"):
             return state._replace(counts=_count(state.counts, decision))
-        if decision == "full":
-            raise BufferFullError(
-                f"{who}: the buffer already holds max_frames={max_frames} frames and "
-                f"overflow='error'. Call funrec.drain(state) to write them out, raise "
-                f"max_frames, or choose overflow='drop_oldest' or 'drop_newest'."
-            )
         try:
             x = as_tensor(value)
             chosen = state.layout or _detect_first(x, td, hint)
@@ -212,15 +206,9 @@ def tensordicts(
     def step(state: TensorDictsState, td: TensorDictBase) -> TensorDictsState:
         for key in keys or ():
             read_key(td, key, who)
-        decision = admit(state.counts, len(state.items), skip, max_steps, overflow)
+        decision = _decide(state, skip, max_steps, overflow, f"{who}: max_steps")
         if decision in ("skip", "drop"):
             return state._replace(counts=_count(state.counts, decision))
-        if decision == "full":
-            raise BufferFullError(
-                f"{who}: the buffer already holds max_steps={max_steps} TensorDicts and "
-                f"overflow='error'. Call funrec.drain(state) to write them out, raise "
-                f"max_steps, or choose overflow='drop_oldest' or 'drop_newest'."
-            )
         batch_size = tuple(td.batch_size)
         if state.batch_size is not None and batch_size != state.batch_size:
             raise RecorderError(
@@ -307,6 +295,18 @@ def read_key(td: TensorDictBase, key: Key, who: str) -> Any:
             f"{tuple(td.batch_size)}, keys: {available}). Pass the key that holds the data."
         )
     return value
+
+
+def _decide(state: Any, skip: int, capacity: int | None, overflow: str, limit: str) -> str:
+    """:func:`admit` for a buffered state; raises :class:`BufferFullError` on ``"full"``."""
+    decision = admit(state.counts, len(state.items), skip, capacity, overflow)
+    if decision == "full":
+        raise BufferFullError(
+            f"{limit}={capacity} items are held and overflow='error'. Call "
+            f"funrec.drain(state) to write them out, raise the limit, or choose "
+            f"overflow='drop_oldest' or 'drop_newest'."
+        )
+    return decision
 
 
 def _count(counts: Counts, decision: str) -> Counts:
