@@ -99,16 +99,12 @@ def run(cfg: Config) -> Section:
             "actions. funrec's mp4 is encoded by ffmpeg (libx264 crf 20 veryfast, 50 fps "
             "from the env's render_fps) in its own process during the rollout, competing "
             "for the same 2 cores; TorchRL's `pt` dump encodes nothing.",
-            "Why funrec's mp4 row is slower than its held row (profiled): per 400x600 "
-            "frame, the adapter's `_present` `torch.stack`s the one drained frame (a copy "
-            "that also repacks the channels-last view to CHW), `VideoWriter._check` "
-            "`.contiguous()`s it, `_FfmpegSink.write` pads it with `F.pad(..., "
-            "'replicate')` (a copy even when both sides are even) and permutes it back to "
-            "HWC with `.contiguous()` (a transposing copy), then blocks on the pipe while "
-            "ffmpeg catches up. The frame funrec holds is already HWC bytes "
-            "(`frame.permute(1, 2, 0)` is contiguous), so all but the pipe write could go. "
-            "What would remain is ffmpeg's own encoding (libx264 veryfast: a few ms of CPU "
-            "per frame), which is free only when ffmpeg has a core to itself; on this "
-            "2-core machine it shares them with the rollout and with other jobs.",
+            "Why funrec's mp4 row is slower than its held row: each drained frame reaches "
+            "ffmpeg's pipe without a copy (a recorded frame is HWC bytes in memory, and "
+            "`funrec.stack_frames` keeps them so), so what remains is ffmpeg's own encoding "
+            "(libx264 veryfast: a few ms of CPU per 400x600 frame). It is free only when "
+            "ffmpeg has a core to itself; on this 2-core machine it shares them with the "
+            "rollout and with other jobs, and the writer blocks on the pipe when ffmpeg is "
+            "behind (back-pressure: no frame is dropped).",
         ],
     )

@@ -98,14 +98,11 @@ def run(cfg: Config) -> Section:
         notes=[
             f"{len(hwc)} real CartPole-v1 frames (400x600), libx264 crf {CRF}, yuv420p, "
             f"-g {FPS}, fragmented mp4 with -flush_packets 1, {FPS} fps; from open to a "
-            "finished file. funrec's "
-            "writer receives the `[3, H, W]` frames `funrec.drain` hands out (channels-last "
-            "views of the rendered HWC bytes); `VideoWriter._check` makes them packed CHW "
-            "(`.contiguous()`, a transposing copy), then `_FfmpegSink.write` pads them "
-            "(a copy even when no padding is needed) and permutes them back to HWC rgb24 "
-            "(a second transposing copy) before the pipe. imageio writes the HWC arrays "
-            "as rendered. ffmpeg runs in its own process. Those three copies are what "
-            "separates the two: the frames drain hands out are already HWC bytes "
-            "(`frame.permute(1, 2, 0)` is contiguous) and could go to the pipe as they are.",
+            "finished file. funrec's writer receives the `[3, H, W]` frames `funrec.drain` "
+            "hands out (channels-last views of the rendered HWC bytes) and pipes their "
+            "bytes as they are (`frame.permute(1, 2, 0)` is contiguous: no copy); imageio "
+            "writes the HWC arrays as rendered. Both feed the same ffmpeg binary the same "
+            "arguments, in its own process; what is left between them is Python work per "
+            "frame and the machine's noise.",
         ],
     )
