@@ -146,7 +146,7 @@ def run(cfg: Config) -> Section:
             "which this VM maps page by page ('copy into fresh memory, kept' measures that "
             "floor alone; it varies from run to run with the allocator's and the VM's "
             "state, we saw 1.6x to 5x the copy limit at 400x600), and (b) Python work per "
-            "step (reading the key, checking the layout, the state tuples: about 25 µs), "
+            "step (reading the key, checking the layout, the state tuples: about 10 µs), "
             "which dominates small frames. "
             "Draining every step (streaming) frees each frame, so its memory is reused "
             "and (a) disappears.",
