@@ -3,7 +3,7 @@
 A recorder is ``Recorder(init, step)``; a recording is
 ``state = recorder.step(state, td)`` over the TensorDicts of a rollout.
 Files, processes and frameworks stay at the edges: ``funrec.writers`` and the
-``funrec_torchrl`` / ``funrec_jax`` adapters.
+``funrec_torchrl`` adapter (a JAX adapter is next).
 """
 
 from typing import Any
