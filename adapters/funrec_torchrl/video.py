@@ -225,14 +225,14 @@ class VideoRecorder(ObservationTransform):
         """
         if self._state is None:
             return {}
-        return {name: self._present(tuple(state_items)) for name, state_items in self._held()}
+        return {name: self._present(items) for name, items in self._held()}
 
     def counts(self) -> dict[str, funrec.Counts]:
         """What happened to every frame, per video name (seen, recorded, skipped, dropped)."""
         return {} if self._state is None else funrec.counts(self._state)
 
     def _held(self) -> list[tuple[str, Any]]:
-        return [(name, _inner(state).items) for name, state in self._state.items()]
+        return [(name, funrec.drain(state)[0]) for name, state in self._state.items()]
 
     def _present(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Frames as they go into a video: stacked, cropped, grids tiled."""
@@ -446,12 +446,6 @@ def _make_recorder(
             rec = funrec.when(resets_all, rec)
         recorders[name] = rec
     return funrec.named(**recorders)
-
-
-def _inner(state: Any) -> Any:
-    while isinstance(state, funrec.GateState):
-        state = state.inner
-    return state
 
 
 def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], NamedState]:
