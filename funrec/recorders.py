@@ -88,12 +88,17 @@ class EpisodeStatsState(NamedTuple):
         counts: what happened to every finished episode (they are the items).
         running_reward: per sub-env, the reward summed so far in the current episode.
         running_length: per sub-env, the steps so far in the current episode.
+        reward_key: the reward key of the stream, decided on its first step (or
+            from ``init(example)``), else None.
+        done_keys: its done keys, decided likewise.
     """
 
     items: Storage = Queue()
     counts: Counts = Counts()
     running_reward: tuple[float, ...] = ()
     running_length: tuple[int, ...] = ()
+    reward_key: Key | None = None
+    done_keys: tuple[Key, ...] | None = None
 
 
 def frames(
@@ -183,16 +188,20 @@ def frames(
             )
         if new_size is not None:
             frame = images.resize(frame, new_size)
-        return frame, out_of_range(x, chosen)
+        return frame, (out_of_range(x, chosen) if x.is_floating_point() else (0, 0))
 
     def init(example: TensorDictBase | None = None) -> FramesState:
         if example is None:
             return FramesState(layout=hint if isinstance(hint, Layout) else None)
         return FramesState(layout=first_layout(read_key(example, key, who), example))
 
+    unbounded = rules.admit(0, None, overflow)  # the admission of every frame without a bound
+
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
         value = read_key(td, key, who)
-        admission = rules.admit(len(state.items), max_frames, overflow)
+        admission = (
+            unbounded if max_frames is None else rules.admit(len(state.items), max_frames, overflow)
+        )
         if admission.full:
             raise _full(f"{who}: max_frames", max_frames)
         if not admission.record:
@@ -316,17 +325,25 @@ def episode_stats(
     _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
+    def keys_of(td: TensorDictBase) -> tuple[Key, tuple[Key, ...]]:
+        """The reward key and the done keys of a stream, decided once."""
+        reward = reward_key or (("next", "reward") if "next" in td else "reward")
+        return reward, (done_key,) if done_key is not None else rules.done_keys(td)
+
     def init(example: TensorDictBase | None = None) -> EpisodeStatsState:
         if example is None:
             return EpisodeStatsState()
         n = example.batch_size.numel()
-        return EpisodeStatsState(running_reward=(0.0,) * n, running_length=(0,) * n)
+        return EpisodeStatsState(Queue(), Counts(), (0.0,) * n, (0,) * n, *keys_of(example))
 
     def step(state: EpisodeStatsState, td: TensorDictBase) -> EpisodeStatsState:
         n = td.batch_size.numel()
-        key = reward_key or (("next", "reward") if "next" in td else "reward")
+        if state.reward_key is None or state.done_keys is None:
+            key, done_keys = keys_of(td)
+        else:
+            key, done_keys = state.reward_key, state.done_keys
         rewards = _per_env(read_key(td, key, who), n, key, td, who).tolist()
-        dones = rules.done_flags(td, done_key).reshape(n).tolist()
+        dones = rules.done_flags(td, done_keys).reshape(n).tolist()
         running_reward = state.running_reward or (0.0,) * n
         running_length = state.running_length or (0,) * n
         if len(running_reward) != n:
@@ -351,7 +368,7 @@ def episode_stats(
                 counts = rules.count(counts, admission)
             totals.append(total)
             lengths.append(length)
-        return EpisodeStatsState(items, counts, tuple(totals), tuple(lengths))
+        return EpisodeStatsState(items, counts, tuple(totals), tuple(lengths), key, done_keys)
 
     return Recorder(init, step)
 
