@@ -195,15 +195,11 @@ def frames(
             return FramesState(layout=hint if isinstance(hint, Layout) else None)
         return FramesState(layout=first_layout(read_key(example, key, who), example))
 
-    unbounded = rules.admit(0, None, overflow)  # the admission of every frame without a bound
+    limit = f"{who}: max_frames"
 
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
         value = read_key(td, key, who)
-        admission = (
-            unbounded if max_frames is None else rules.admit(len(state.items), max_frames, overflow)
-        )
-        if admission.full:
-            raise _full(f"{who}: max_frames", max_frames)
+        admission = _admit(state.items, max_frames, overflow, limit)
         if not admission.record:
             return state._replace(counts=rules.count(state.counts, admission))
         chosen = state.layout or first_layout(value, td)
@@ -211,11 +207,8 @@ def frames(
             frame, (nonfinite, clipped) = convert(value, chosen)
         except LayoutError as err:
             raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
-        items = state.items.append(frame)
-        if admission.evict:
-            _, items = items.popleft()
         return FramesState(
-            items,
+            _keep(state.items, admission, frame),
             rules.count(state.counts, admission),
             chosen,
             state.nonfinite + nonfinite,
@@ -265,9 +258,7 @@ def tensordicts(
     def step(state: TensorDictsState, td: TensorDictBase) -> TensorDictsState:
         for key in keys or ():
             read_key(td, key, who)
-        admission = rules.admit(len(state.items), max_steps, overflow)
-        if admission.full:
-            raise _full(f"{who}: max_steps", max_steps)
+        admission = _admit(state.items, max_steps, overflow, f"{who}: max_steps")
         if not admission.record:
             return state._replace(counts=rules.count(state.counts, admission))
         batch_size = tuple(td.batch_size)
@@ -278,9 +269,7 @@ def tensordicts(
                 f"its own recorder, or drain and start a new state."
             )
         kept = td.select(*keys) if keys is not None else td
-        items = state.items.append(kept.detach().to("cpu").clone())
-        if admission.evict:
-            _, items = items.popleft()
+        items = _keep(state.items, admission, kept.detach().to("cpu").clone())
         return TensorDictsState(items, rules.count(state.counts, admission), batch_size)
 
     recorder = Recorder(init, step)
@@ -358,13 +347,9 @@ def episode_stats(
                 running_reward[env], running_length[env], rewards[env], dones[env]
             )
             if dones[env]:
-                admission = rules.admit(len(items), max_episodes, overflow)
-                if admission.full:
-                    raise _full(f"{who}: max_episodes", max_episodes)
+                admission = _admit(items, max_episodes, overflow, f"{who}: max_episodes")
                 if admission.record:
-                    items = items.append(Episode(env, ended_total, ended_length))
-                if admission.evict:
-                    _, items = items.popleft()
+                    items = _keep(items, admission, Episode(env, ended_total, ended_length))
                 counts = rules.count(counts, admission)
             totals.append(total)
             lengths.append(length)
@@ -373,12 +358,29 @@ def episode_stats(
     return Recorder(init, step)
 
 
-def _full(limit: str, capacity: int | None) -> BufferFullError:
-    return BufferFullError(
-        f"{limit}={capacity} items are held and overflow='error'. Call "
-        f"funrec.drain(state) to write them out, raise the limit, or choose "
-        f"overflow='drop_oldest' or 'drop_newest'."
-    )
+_UNBOUNDED = {policy: rules.admit(0, None, policy) for policy in rules.OVERFLOW_POLICIES}
+
+
+def _admit(items: Storage, capacity: int | None, overflow: str, limit: str) -> rules.Admission:
+    """:func:`rules.admit` for a buffer; raises :class:`BufferFullError` when it says full."""
+    if capacity is None:  # the same admission for every item: decided once
+        return _UNBOUNDED[overflow]
+    admission = rules.admit(len(items), capacity, overflow)
+    if admission.full:
+        raise BufferFullError(
+            f"{limit}={capacity} items are held and overflow='error'. Call "
+            f"funrec.drain(state) to write them out, raise the limit, or choose "
+            f"overflow='drop_oldest' or 'drop_newest'."
+        )
+    return admission
+
+
+def _keep(items: Storage, admission: rules.Admission, item: Any) -> Storage:
+    """``items`` with ``item`` appended, and the oldest evicted if ``admission`` says so."""
+    items = items.append(item)
+    if admission.evict:
+        _, items = items.popleft()
+    return items
 
 
 def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str) -> None:
