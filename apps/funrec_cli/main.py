@@ -15,11 +15,10 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import funrec
-from funrec.writers import WriterError
 from funrec_cli.errors import CliError
 
 FORMATS = ("mp4", "gif", "pt", "memmap")
@@ -56,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
+        from funrec.writers import WriterError
+
         message = " ".join(str(err).split())
         if not isinstance(err, CliError | WriterError):
             message = f"{type(err).__name__}: {message}"
@@ -68,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="funrec", description="Record RL rollouts and inspect recordings."
     )
-    top.add_argument("--version", action="version", version=f"funrec {funrec.__version__}")
+    top.add_argument("--version", action="version", version=f"funrec {metadata.version('funrec')}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -125,7 +126,10 @@ def parser() -> argparse.ArgumentParser:
     )
     record.add_argument("--seed", type=int, help="seed of the env and of the random actions")
     record.add_argument(
-        "--out", type=Path, metavar="DIR", help="the run directory; default: runs/<env>-<time>"
+        "--out",
+        type=_new_directory,
+        metavar="DIR",
+        help="the run directory, new or empty; default: runs/<env>-<date>-<time>",
     )
     record.add_argument(
         "--quiet", action="store_true", help="no progress bar, no summary: print the run directory"
@@ -179,6 +183,16 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return convert
 
 
+def _new_directory(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} exists and is not an empty directory; a run never writes over another: "
+            "choose a new path"
+        )
+    return path
+
+
 def _policy(spec: str) -> Policy:
     """Imports ``module:callable`` (the current directory is searched first)."""
     module_name, _, name = spec.partition(":")
@@ -195,9 +209,9 @@ def _policy(spec: str) -> Policy:
         ) from err
     finally:
         sys.path.pop(0)
-    fn = getattr(module, name, None)
+    if not hasattr(module, name):
+        raise argparse.ArgumentTypeError(f"module {module_name!r} has no attribute {name!r}")
+    fn = getattr(module, name)
     if not callable(fn):
-        raise argparse.ArgumentTypeError(
-            f"{module_name!r} has no callable {name!r} (got {type(fn).__name__})"
-        )
+        raise argparse.ArgumentTypeError(f"{spec!r} is a {type(fn).__name__}, not a callable")
     return Policy(spec, fn)

@@ -54,7 +54,7 @@ def record(args: argparse.Namespace) -> tuple[Path, bool]:
         CliError: an unknown env, an env without rgb_array rendering, an
             unusable run directory.
     """
-    run = _check_out(args.out) if args.out else _default_out(args.env)
+    run = args.out or _default_out(args.env)
     env, render_fps = make_env(args.env, args.num_envs)
     try:
         if args.seed is not None:
@@ -228,15 +228,6 @@ def _write_sheet(
     captions = sheet.labels(samples[: len(frames)], episodes, num_envs)
     sheet.contact_sheet(frames, captions, title).save(run / "contact_sheet.png")
     return "contact_sheet.png"
-
-
-def _check_out(out: Path) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CliError(
-            f"--out {str(out)!r} exists and is not an empty directory; a run never writes over "
-            "another: choose a new path"
-        )
-    return out
 
 
 def _default_out(env_id: str) -> Path:
