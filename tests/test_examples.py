@@ -6,31 +6,13 @@ FUNREC_FULL=1 runs examples/long_rollout.py at its full 20,000 steps.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import imageio_ffmpeg
+from test_torchrl_examples import FULL, run_example
 
 from funrec.writers import load, read_video
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FULL = os.environ.get("FUNREC_FULL") == "1"
-
-
-def run_example(name: str, cwd: Path, **env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        cwd=cwd,
-        env={**os.environ, "SDL_VIDEODRIVER": "dummy", **env},
-        capture_output=True,
-        text=True,
-        timeout=3600,  # a guard against a hang, not a speed check
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
 
 
 def test_quickstart_prints_what_it_recorded(tmp_path):
