@@ -206,6 +206,16 @@ def test_inspect_json_describes_the_run_its_video_and_its_store(run, tmp_path):
     assert (bare["kind"], bare["frames"], bare["fps"]) == ("video", STEPS, None)
 
 
+def test_inspect_into_a_closed_pipe_exits_quietly(run):
+    out, _ = run
+    process = subprocess.Popen(
+        [str(FUNREC), "inspect", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader is gone before anything is printed, as with `| head`
+    assert process.wait(timeout=120) == 141
+    assert process.stderr.read() == b""
+
+
 # -- other options
 
 

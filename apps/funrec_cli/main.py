@@ -3,7 +3,7 @@
 Exit codes: 0 when the command did its job; 2 for bad arguments (argparse's
 message names the argument); 1 for a failure at run time, reported in one line
 (``--debug`` shows the traceback instead); 130 when Ctrl-C stopped a recording
-(what was recorded until then is kept).
+(what was recorded until then is kept); 141 when the reader of stdout went away.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"funrec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `funrec inspect RUN | head -3`: the reader left, like cat
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141
     except Exception as err:
         if args.debug:
             raise
