@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from funrec_cli import sheet
-from funrec_cli.inspection import describe
+from funrec_cli.inspection import describe, render
 from PIL import Image
 
 from funrec import Episode
@@ -193,11 +194,10 @@ def test_inspect_json_describes_the_run_its_video_and_its_store(run, tmp_path):
     assert desc["trajectory"]["steps"] == STEPS
     assert desc["episodes"] == summary(out)["episodes"]
     assert desc["contact_sheet"]["size"] == list(Image.open(out / "contact_sheet.png").size)
-    text = funrec("inspect", out / "video.mp4").stdout
-    assert f"{STEPS} frames, 600x400, 50 fps, 2.4 s" in text
+    assert f"{STEPS} frames, 600x400, 50 fps, 2.4 s" in render(describe(out / "video.mp4"))
     # The store alone: its episodes are refound from the stored rewards and done flags.
     store = describe(out / "trajectory")
-    assert store["kind"] == "trajectory" and store["steps"] == STEPS
+    assert store["kind"] == "trajectory" and store["steps"] == STEPS and store["complete"]
     assert store["episodes"] == pytest.approx(summary(out)["episodes"])
     assert "next/reward" in store["keys"]
     # A video without its sidecar is decoded to count its frames.
@@ -214,6 +214,37 @@ def test_inspect_into_a_closed_pipe_exits_quietly(run):
     process.stdout.close()  # the reader is gone before anything is printed, as with `| head`
     assert process.wait(timeout=120) == 141
     assert process.stderr.read() == b""
+
+
+KILLED_WRITER = """
+import sys, time, torch
+from tensordict import TensorDict
+from funrec.writers import TrajectoryWriter, open_video
+video = open_video(sys.argv[1] + "/clip.mp4", fps=10)
+store = TrajectoryWriter(sys.argv[1] + "/steps", first_chunk=8)
+for t in range(40):
+    video.write(torch.full((1, 3, 32, 48), 6 * t, dtype=torch.uint8))
+    store.append(TensorDict({"x": torch.tensor([t]), "next": {"done": torch.tensor([False])}}))
+print("written", flush=True)
+time.sleep(600)
+"""
+
+
+def test_inspect_marks_what_a_killed_writer_left_incomplete(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "written\n"
+    ffmpeg = psutil.Process(process.pid).children()
+    process.kill()  # SIGKILL: no close(), no sidecar update
+    process.wait()
+    psutil.wait_procs(ffmpeg, timeout=120)  # ffmpeg finishes the stream it was given
+    video = describe(tmp_path / "clip.mp4")
+    assert video["complete"] is False and video["frames"] == 40  # decoded, not from the sidecar
+    assert "incomplete" in render(video)
+    store = describe(tmp_path / "steps")
+    assert store["complete"] is False and store["steps"] == 24  # chunks of 8 and 16 committed
+    assert "incomplete" in render(store)
 
 
 # -- other options
