@@ -32,6 +32,6 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 # The documentation site (mkdocs-material, API reference from the docstrings) in site/;
-# any warning fails the build.
+# any warning fails the build. (NO_MKDOCS_2_WARNING: mute material's end-of-life banner.)
 docs: setup
-	$(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
