@@ -5,12 +5,16 @@ from __future__ import annotations
 import atexit
 import gc
 import multiprocessing.util
+import sys
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
+from tensordict.utils import NestedKey
+from torchrl.envs import EnvBase, ParallelEnv, SerialEnv, TransformedEnv, batched_envs
 from torchrl.envs.batched_envs import BatchedEnvBase
+
+_BATCHED_FILE = batched_envs.__file__
 
 RESET_MARK = "_funrec_reset"
 """Key under which the transforms hand a reset TensorDict to their recorder.
@@ -71,21 +75,80 @@ def pick_env(index: int) -> Any:
 def render_fps(env: EnvBase | None) -> float | None:
     """The env's ``metadata["render_fps"]`` (gymnasium), or None when it has none.
 
+    A batched env (``SerialEnv``/``ParallelEnv``) answers with its sub-envs'
+    frame rate when they all agree (a started ParallelEnv asks its workers).
+
     Args:
         env: the transform's parent env (transforms are looked through).
 
     Returns:
-        The frame rate the env renders at, or None (batched envs, envs without metadata).
+        The frame rate the env renders at, or None (envs without metadata,
+        sub-envs that disagree, a batched env that is not started).
     """
     env = _unwrap(env)
-    if env is None or isinstance(env, BatchedEnvBase):
+    if env is None:
         return None
     try:
-        metadata = env.metadata
+        if isinstance(env, BatchedEnvBase):
+            if env.is_closed:
+                return None
+            metadata = list(env.metadata)  # one entry per sub-env
+        else:
+            metadata = [env.metadata]
     except Exception:  # TorchRL envs forward unknown attributes to their backend
         return None
-    fps = metadata.get("render_fps") if isinstance(metadata, dict) else None
+    rates = {m.get("render_fps") if isinstance(m, dict) else None for m in metadata}
+    fps = rates.pop() if len(rates) == 1 else None
     return float(fps) if fps else None
+
+
+def done_flags(td: TensorDictBase, keys: list[NestedKey] | None = None) -> torch.Tensor:
+    """The episode-end flags of a TensorDict: bool ``[*batch]``.
+
+    The OR of the done keys, each reduced to the batch shape with ``any()`` over
+    its trailing dims (a multi-agent ``("agents", "done")`` of shape
+    ``[*batch, n_agents, 1]`` counts when any agent is done). ``keys`` None
+    reads every leaf whose last name is ``"done"``, nested ones included.
+
+    The same rule as the core's ``funrec.rules.done_flags``; this local copy
+    goes once the core has it.
+
+    Args:
+        td: a step's TensorDict (the one after the step, without ``"next"``).
+        keys: the done keys to read; missing ones are left out.
+
+    Returns:
+        The flags; all False when no done key is present.
+    """
+    if keys is None:
+        keys = [k for k in td.keys(True, True) if (k if isinstance(k, str) else k[-1]) == "done"]
+    flags = torch.zeros(td.batch_size, dtype=torch.bool)
+    for key in keys:
+        done = td.get(key, None)
+        if done is not None:
+            flags = flags | done.reshape(*td.batch_size, -1).any(-1).cpu()
+    return flags
+
+
+def worker_index() -> int | None:
+    """The index of the batched-env worker whose env is being built, else None.
+
+    TorchRL does not tell a worker env its index, so it is read from the call
+    stack of TorchRL's own worker set-up: a ``ParallelEnv`` worker process
+    builds its env inside its worker function (argument ``worker_idx``), a
+    ``SerialEnv`` builds its envs in ``_start_workers`` (loop index ``idx``).
+    Call it while the env is being built (a transform's constructor).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code, local = frame.f_code, frame.f_locals
+        if code.co_filename == _BATCHED_FILE:
+            if code.co_name.startswith("_run_worker") and local.get("worker_idx") is not None:
+                return int(local["worker_idx"])
+            if code.co_name == "_start_workers" and isinstance(local.get("self"), SerialEnv):
+                return int(local["idx"]) if "idx" in local else None
+        frame = frame.f_back
+    return None
 
 
 def stop_orphaned_workers() -> None:

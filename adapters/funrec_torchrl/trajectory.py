@@ -9,15 +9,16 @@ from typing import Any
 import torch
 from tensordict import LazyStackedTensorDict, TensorDictBase
 from torchrl.envs.transforms import Transform
+from torchrl.record import TensorDictRecorder as TorchRLTensorDictRecorder
 
 import funrec
 from funrec_torchrl._env import RESET_MARK, is_step, mark_reset
 
 
-class TensorDictRecorder(Transform):
+class TensorDictRecorder(TorchRLTensorDictRecorder):
     """Records the TensorDicts of resets and steps; ``dump()`` saves them stacked.
 
-    A drop-in for TorchRL's transform whose ``dump()`` works (TorchRL 0.14's
+    A drop-in for (and a subclass of) TorchRL's transform whose ``dump()`` works (TorchRL 0.14's
     raises ``AttributeError``) and writes where ``out_file_base`` says:
     ``<out_file_base>[_<suffix>]_tensordict.t``, a ``torch.save``d TensorDict of
     batch size ``[T, *batch]`` (a lazy stack when resets, which have no reward,
@@ -48,7 +49,7 @@ class TensorDictRecorder(Transform):
         skip: int = 4,
         in_keys: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(in_keys=list(in_keys or []))
+        Transform.__init__(self, in_keys=list(in_keys or []))  # TorchRL's keeps a list
         self.out_file_base = out_file_base
         self.skip_reset = skip_reset
         self.skip = skip

@@ -11,81 +11,108 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+import torchrl.record
+from tensordict import NonTensorData, TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
+from torchrl._utils import _ends_with
+from torchrl._utils import logger as torchrl_logger
 from torchrl.envs.transforms import ObservationTransform
 from torchrl.record.loggers import Logger
-from torchrl.record.loggers.csv import CSVLogger
 
 import funrec
 from funrec import NamedState, RecorderError
+from funrec.layout import LayoutError, detect
 from funrec.writers import WriterError, open_video, sidecar_path
+from funrec_torchrl import loggers
 from funrec_torchrl._env import (
+    done_flags,
     mark_reset,
     pick_env,
     render_fps,
     resets_all,
     resets_env,
+    worker_index,
 )
 
 _WRITER_OPTIONS = {"crf", "preset"}
 
 
 def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` square of every frame (the whole side if smaller).
+    """The central ``size x size`` square of every frame, as torchvision's ``center_crop``.
+
+    A side shorter than ``size`` is first padded with zeros, ``(size - side) // 2``
+    before and the rest after; the crop then starts at
+    ``round((side - size) / 2)`` (Python's ``round``: halves go to the even
+    integer, so a side of 5 cropped to 2 starts at 2).
 
     Args:
         frames: ``[..., H, W]``.
         size: the side of the square.
 
     Returns:
-        ``[..., min(size, H), min(size, W)]``, a view.
+        ``[..., size, size]``.
 
     Example:
         >>> center_crop(torch.zeros(3, 10, 20), 4).shape
         torch.Size([3, 4, 4])
     """
     h, w = frames.shape[-2:]
-    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    if size > h or size > w:
+        pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+        padding = (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2)
+        frames = torch.nn.functional.pad(frames, padding)
+        h, w = frames.shape[-2:]
+    top, left = round((h - size) / 2), round((w - size) / 2)
     return frames[..., top : top + size, left : left + size]
 
 
-class VideoRecorder(ObservationTransform):
+class VideoRecorder(torchrl.record.VideoRecorder):
     """Records the frames of an environment into videos; a drop-in for TorchRL's.
 
-    Each frame a reset or a step produces is handed to a ``funrec.frames``
-    recorder (``state = recorder.step(state, td)``); skipping, bounding and
-    counting happen there. ``dump()`` writes what is held through the logger
-    like TorchRL does. With a :class:`~torchrl.record.loggers.CSVLogger` whose
-    ``video_format="mp4"``, frames are instead streamed to disk as they arrive
-    through funrec's mp4 writer (no torchcodec) and ``dump()`` finishes the file
+    A subclass of TorchRL's ``VideoRecorder``, so code that finds recorders by
+    type (``env.apply(lambda m: isinstance(m, VideoRecorder) and m.dump())``)
+    finds this one. Each frame a reset or a step produces is handed to a
+    ``funrec.frames`` recorder (``state = recorder.step(state, td)``); skipping,
+    bounding and counting happen there. ``dump()`` hands what is held to the
+    logger (see :mod:`funrec_torchrl.loggers`: mp4 never needs torchcodec,
+    TensorBoard never needs ``moviepy.editor``). With a CSVLogger whose
+    ``video_format="mp4"`` (also behind a ``ProcessLogger``), frames are
+    streamed to disk as they arrive and ``dump()`` finishes the file
     ``<log_dir>/<exp_name>/videos/<tag>_<step>.mp4``.
 
     Differences from TorchRL (see docs/migrating-from-torchrl.md): every frame is
     recorded by default (``skip=1``); each in_key makes its own video (tag
     suffixed by the key when there are several); ``fps`` defaults to the env's
-    ``render_fps`` divided by ``skip``; ``make_grid=False`` on a batched env
-    makes one video per sub-env (tag suffixed ``_env<i>``), which
-    ``dump_on_done`` cuts at that sub-env's own episode end; a failed write keeps
-    the frames for a retry.
+    ``render_fps`` (a batched env's sub-envs') divided by ``skip``;
+    ``make_grid=False`` on a batched env makes one video per sub-env (tag
+    suffixed ``_env<i>``), which ``dump_on_done`` cuts at that sub-env's own
+    episode end; a recorder inside a batched-env worker suffixes its videos
+    ``_worker<i>``; a failed write keeps the frames for a retry.
 
     Args:
-        logger: where ``dump()`` sends videos (anything with TorchRL's
+        logger: where ``dump()`` sends videos (a TorchRL logger, a logger
+            service owner or client, or anything with TorchRL's
             ``log_video(name, video, step, **kwargs)``), or None to keep the
             frames for :meth:`videos` only (``dump()`` then discards them).
-        tag: the video name; None reads as ``"video"``.
+        tag: the video name; None passes ``name=None`` to ``log_video``
+            (files funrec names itself are then called ``video``).
         in_keys: the keys holding frames; defaults to ``["pixels"]``.
         skip: record one frame in ``skip`` (the 1st, the ``skip+1``-th, ...); 1 by default.
-        center_crop: the side of a square center crop applied to every frame.
-        make_grid: for a batched env, True (the default) tiles the sub-envs into
-            one grid video, False records one video per sub-env. Without a parent
-            env (``forward``), a batch is read as consecutive frames unless True.
+        center_crop: the side of a square center crop (torchvision's rule,
+            padding sides that are shorter) applied to every frame.
+        make_grid: True tiles a batch of frames into one grid frame per step;
+            False records one video per sub-env of a batched env, and reads a
+            stack of frames without batch dims (``[N, C, H, W]``) as N
+            consecutive frames. None (the default) is True with a parent env,
+            False without one, as in TorchRL.
         out_keys: accepted for TorchRL compatibility; frames are never modified.
-        fps: frames per second of the videos.
+        fps: frames per second of the videos, kept in ``video_kwargs["fps"]``.
         max_frames: the most frames held per video at once (newer frames are
             dropped, and counted, until ``dump()``); unbounded by default.
-        dump_on_done: dump whenever a step ends the episode: of every sub-env at
-            once for a single or grid video, of each sub-env for per-env videos.
+        dump_on_done: dump whenever a step ends the episode, read from every
+            done key of the parent env whose name ends in ``"done"`` (nested
+            ones too): of every sub-env at once for a single or grid video, of
+            each sub-env for per-env videos.
         **kwargs: passed on to ``logger.log_video``. For the mp4 CSVLogger,
             ``video_codec`` and ``options={"crf": ..., "preset": ...}`` reach the
             writer.
@@ -115,35 +142,65 @@ class VideoRecorder(ObservationTransform):
         dump_on_done: bool = False,
         **kwargs: Any,
     ) -> None:
+        # Decided before a service owner is swapped for its client: the owner
+        # knows which logger its service runs.
+        mp4_dir = loggers.mp4_directory(logger)
+        logger_fps = loggers.video_fps(logger) if mp4_dir is not None else None
         client = getattr(logger, "client", None)
-        if callable(client):  # a TorchRL logger service
+        if callable(client):  # a TorchRL logger service owner
             logger = client()
         if in_keys is None:
             in_keys = ["pixels"]
         if out_keys is None:
             out_keys = copy(in_keys)
-        super().__init__(in_keys=in_keys, out_keys=out_keys)
+        # TorchRL's __init__ is left out: it needs torchvision for center_crop.
+        ObservationTransform.__init__(self, in_keys=in_keys, out_keys=out_keys)
         self.logger = logger
         self.tag = tag
         self.skip = 1 if skip is None else skip
+        if center_crop is not None and center_crop < 1:
+            raise RecorderError(
+                f"VideoRecorder: center_crop={center_crop!r}; pass the side of the square "
+                "crop in pixels (>= 1), or None for no crop."
+            )
         self.center_crop = center_crop
         self.make_grid = make_grid
-        self.fps = fps
         self.max_frames = max_frames
         self.dump_on_done = dump_on_done
         self.video_kwargs = dict(kwargs)
+        if fps is not None:
+            self.video_kwargs["fps"] = fps
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
         funrec.frames(skip=self.skip, max_frames=max_frames)
+        self._mp4_dir = mp4_dir
+        self._logger_fps = logger_fps
         self._streams = self._video_dir() is not None
         if self._streams:
             self._writer_settings()
+        elif logger is not None:
+            loggers.check_arguments(logger, self.video_kwargs)
+        self._worker = worker_index()  # a recorder inside a batched env's worker
         self._batch: tuple[int, ...] | None = None  # decided by the first TensorDict
+        self._per_env = False  # one video per sub-env: decided with the batch
+        self._stack_dims: int | None = None  # frames in a stack, for make_grid=False
         self._recorder: funrec.Recorder | None = None
         self._state: NamedState | None = None
+        self._seen_at_dump = 0
         self._env_dumps: dict[str, int] = {}
         self._writers: dict[str, Any] = {}
         self._stream_failed: set[str] = set()
+
+    @property
+    def make_grid(self) -> bool:
+        """Whether a batch of frames is tiled into one grid frame (see the class Args)."""
+        if self._make_grid is None:
+            return self.parent is not None
+        return self._make_grid
+
+    @make_grid.setter
+    def make_grid(self, value: bool | None) -> None:
+        self._make_grid = value
 
     # -- recording: the only thing the TorchRL hooks do ---------------------------
 
@@ -160,10 +217,14 @@ class VideoRecorder(ObservationTransform):
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         next_tensordict = self._call(next_tensordict)
         if self.dump_on_done:
-            done = next_tensordict.get("done", None)
-            if done is not None:
-                self._dump_done(done.reshape(*next_tensordict.batch_size, -1).any(-1))
+            self._dump_done(done_flags(next_tensordict, self._done_keys()))
         return next_tensordict
+
+    def _done_keys(self) -> list[NestedKey] | None:
+        """The parent env's done keys ending in ``"done"`` (TorchRL's rule), or None for all."""
+        parent = self.parent
+        keys = getattr(parent, "done_keys", None) if parent is not None else None
+        return None if keys is None else [k for k in keys if _ends_with(k, "done")]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Records ``tensordict`` outside an env (replay buffers, datasets).
@@ -177,7 +238,60 @@ class VideoRecorder(ObservationTransform):
                 self._record(td)
         return tensordict
 
+    def _apply_transform(self, observation: torch.Tensor) -> torch.Tensor:
+        """Records one observation of the (single) in_key, as TorchRL's method does.
+
+        Leading dims equal to the parent env's batch size are read as its
+        sub-envs; a stack of frames without a parent is read as consecutive
+        frames unless ``make_grid=True``.
+
+        Args:
+            observation: a frame or a stack of frames (any layout funrec reads).
+
+        Returns:
+            ``observation``, unchanged.
+        """
+        if len(self.in_keys) != 1:
+            raise RecorderError(
+                f"VideoRecorder._apply_transform records one key, but in_keys={self.in_keys}; "
+                "pass a TensorDict holding every key to the transform instead."
+            )
+        value = observation.data if isinstance(observation, NonTensorData) else observation
+        value = torch.as_tensor(value)
+        batch = tuple(getattr(self.parent, "batch_size", ()) or ())
+        if tuple(value.shape[: len(batch)]) != batch:
+            batch = ()
+        self._record(TensorDict({self.in_keys[0]: value}, batch_size=batch))
+        return observation
+
     def _record(self, td: TensorDictBase) -> None:
+        if not td.batch_dims and not self.make_grid:
+            stack = self._frame_stack(td)
+            if stack is not None:
+                for frame in stack.unbind(0):
+                    self._record_one(frame)
+                return
+        self._record_one(td)
+
+    def _frame_stack(self, td: TensorDictBase) -> TensorDictBase | None:
+        """The frames of an unbatched TensorDict as a batch ``[N]``, or None for one frame.
+
+        How many leading dims are a stack is decided on the first frame (from
+        its layout) and kept, as the frame layout is.
+        """
+        if self._stack_dims is None:
+            first = td.get(self.in_keys[0], None)
+            try:
+                self._stack_dims = len(detect(first).batch_shape)
+            except (LayoutError, TypeError):  # the frames recorder reports it, with its context
+                return None
+        if not self._stack_dims:
+            return None
+        frames = {key: td.get(key) for key in self.in_keys}
+        batch = next(iter(frames.values())).shape[: self._stack_dims]
+        return TensorDict(frames, batch_size=batch).reshape(-1)
+
+    def _record_one(self, td: TensorDictBase) -> None:
         if self._recorder is None:
             self._build(tuple(td.batch_size))
         # Straight into __dict__: nn.Module.__setattr__ costs more than a small frame's copy.
@@ -189,19 +303,22 @@ class VideoRecorder(ObservationTransform):
         """Builds the recorder: one ``frames`` stream per key (and per sub-env)."""
         self._batch = batch
         batched = len(batch) > 0
-        per_env = batched and self.make_grid is False
-        self._recorder = _make_recorder(self._names(), self.skip, self.max_frames, batched, per_env)
+        self._per_env = batched and not self.make_grid
+        self._recorder = _make_recorder(
+            self._names(), self.skip, self.max_frames, batched, self._per_env
+        )
         self._state = self._recorder.init()
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
         """Video name -> (in_key, sub-env index or None), in a stable order."""
-        per_env = bool(self._batch) and self.make_grid is False
-        envs = range(math.prod(self._batch)) if per_env else [None]
+        envs = range(math.prod(self._batch)) if self._per_env else [None]
         base = self.tag or "video"
         names = {}
         for key in self.in_keys:
             for env in envs:
                 parts = [base]
+                if self._worker is not None:
+                    parts.append(f"worker{self._worker}")
                 if len(self.in_keys) > 1:
                     parts.append(key if isinstance(key, str) else "_".join(key))
                 if env is not None:
@@ -209,12 +326,55 @@ class VideoRecorder(ObservationTransform):
                 names["_".join(parts)] = (key, env)
         return names
 
+    def _check_batched_worker_compat(self) -> None:
+        super()._check_batched_worker_compat()  # TorchRL's warning
+        torchrl_logger.warning(
+            "funrec_torchrl.VideoRecorder: each worker's recorder names its videos "
+            "<tag>_worker<i>, so the workers' files do not overwrite each other."
+        )
+
     # -- reading what is held -----------------------------------------------------
 
     @property
     def state(self) -> NamedState | None:
         """The funrec recorder state (None before the first frame): one entry per video."""
         return self._state
+
+    @property
+    def obs(self) -> list[torch.Tensor]:
+        """The frames held, as TorchRL's ``obs``: a list of uint8 ``[3, H, W]``.
+
+        Read from the recorder state (grids tiled, crops applied), videos in
+        name order; ``dump()`` empties it, and so does assigning ``[]``. The list
+        is the same object at every read and is refilled at each read: changing
+        it does not change what is recorded. Frames already streamed to an mp4
+        are not held.
+        """
+        view = self.__dict__.setdefault("_obs", [])
+        view[:] = [frame for video in self.videos().values() for frame in video.unbind(0)]
+        return view
+
+    @obs.setter
+    def obs(self, value: list[torch.Tensor]) -> None:
+        if len(value):
+            raise RecorderError(
+                "VideoRecorder.obs is read from the recorder state; it can only be emptied "
+                "(recorder.obs = []). Record frames through the env or the transform."
+            )
+        self._discard_held()
+
+    @property
+    def count(self) -> int:
+        """Frames seen since the last ``dump()`` (recorded, skipped or dropped), as TorchRL's."""
+        return self._seen() - self._seen_at_dump
+
+    def _seen(self) -> int:
+        return sum(c.seen for c in self.counts().values())
+
+    def _discard_held(self) -> None:
+        if self._state is not None:
+            self.__dict__["_state"] = funrec.drain(self._state)[1]
+        self.__dict__["_seen_at_dump"] = self._seen()
 
     def videos(self) -> dict[str, torch.Tensor]:
         """The frames held, per video name, as ``dump()`` would write them.
@@ -245,17 +405,68 @@ class VideoRecorder(ObservationTransform):
             video = funrec.grid(video.flatten(1, -4))
         return video
 
+    def to_animation(
+        self,
+        *,
+        title: str | None = None,
+        interval: int = 50,
+        repeat_delay: int = 1000,
+        clear: bool = False,
+    ) -> Any:
+        """The frames held as a matplotlib ``ArtistAnimation`` (notebooks, tutorials).
+
+        Args:
+            title: the figure's title.
+            interval: milliseconds between frames.
+            repeat_delay: milliseconds before the animation repeats.
+            clear: drop the frames held afterwards (and reset :attr:`count`).
+
+        Returns:
+            A ``matplotlib.animation.ArtistAnimation``, one artist per frame of :attr:`obs`.
+
+        Example:
+            >>> rec = VideoRecorder(None, None)
+            >>> rec._apply_transform(torch.zeros(3, 8, 8, dtype=torch.uint8))
+            >>> rec.to_animation(clear=True)  # doctest: +SKIP
+        """
+        frames = self.obs
+        if not frames:
+            raise RuntimeError(
+                "VideoRecorder.to_animation(): no frame is held; record a rollout first (frames "
+                "streamed to an mp4 file are not held)."
+            )
+        try:
+            import matplotlib.pyplot as plt
+            from matplotlib.animation import ArtistAnimation
+        except ImportError as err:
+            raise ImportError(
+                "VideoRecorder.to_animation() needs matplotlib: pip install matplotlib."
+            ) from err
+        figure, axes = plt.subplots()
+        axes.set_axis_off()
+        if title is not None:
+            axes.set_title(title)
+        artists = [[axes.imshow(f.permute(1, 2, 0).numpy(), animated=True)] for f in frames]
+        animation = ArtistAnimation(
+            figure, artists, interval=interval, blit=True, repeat_delay=repeat_delay
+        )
+        if clear:
+            self._discard_held()
+            frames.clear()
+        return animation
+
     # -- writing ------------------------------------------------------------------
 
     def dump(self, suffix: str | None = None, step: int | None = None) -> None:
         """Writes every video held and empties the recorder, as TorchRL's ``dump``.
 
-        Calls ``logger.log_video(name=<tag>[_<suffix>], video=uint8 [1, T, 3, H, W],
-        step=..., **kwargs)``, or finishes the streamed mp4 for an mp4 CSVLogger.
-        A video with no frames is not written; ``dump()`` with nothing recorded is
-        a no-op (besides advancing the step counter, as in TorchRL). If writing
-        fails, the exception propagates and the frames stay held: call ``dump``
-        again to retry.
+        Hands ``name=<tag>[_<suffix>]``, ``video=uint8 [1, T, 3, H, W]`` and
+        ``step`` to the logger (:func:`funrec_torchrl.loggers.log_video`), or
+        finishes the streamed mp4 for an mp4 CSVLogger. A video with no frames
+        is not written; ``dump()`` with nothing recorded is a no-op (besides
+        advancing the step counter, as in TorchRL). If writing fails, the
+        exception propagates and the frames stay held: call ``dump`` again to
+        retry.
 
         Args:
             suffix: appended to the tag as ``<tag>_<suffix>``.
@@ -266,9 +477,10 @@ class VideoRecorder(ObservationTransform):
             for name in self._names():
                 self._dump_video(name, suffix, step)
         self.iter += 1
+        self.__dict__["_seen_at_dump"] = self._seen()
 
     def _dump_done(self, done: torch.Tensor) -> None:
-        if self._batch and self.make_grid is False:
+        if self._per_env:
             flat = done.reshape(-1)
             for name, (_, env) in self._names().items():
                 if bool(flat[env]):
@@ -288,26 +500,23 @@ class VideoRecorder(ObservationTransform):
             items, emptied = _drain_one(self._state, name)
             wrote = bool(items)
             if wrote and self.logger is not None:
-                video = self._present(items)[None]
-                kwargs = dict(self.video_kwargs)
-                fps = self._fps(None)
-                if fps is not None:
-                    kwargs["fps"] = fps
-                self.logger.log_video(name=title, video=video, step=step, **kwargs)
+                # TorchRL passes the tag as it is, None included.
+                log_name = None if self.tag is None and title == "video" else title
+                kwargs = {k: v for k, v in self.video_kwargs.items() if k != "fps"}
+                loggers.log_video(
+                    self.logger, log_name, self._present(items)[None], step, self._fps(), **kwargs
+                )
             self._state = emptied
         if wrote and per_env:
             self._env_dumps[name] = self._env_dumps.get(name, 0) + 1
 
     def _video_dir(self) -> Path | None:
-        """``<log_dir>/<exp_name>/videos`` for an mp4 CSVLogger, else None."""
-        logger = self.logger
-        if isinstance(logger, CSVLogger) and logger.video_format == "mp4":
-            return Path(logger.experiment.log_dir) / "videos"
-        return None
+        """Where mp4 files are streamed (see :func:`funrec_torchrl.loggers.mp4_directory`)."""
+        return self._mp4_dir
 
-    def _fps(self, default: float | None) -> float | None:
-        if self.fps is not None:
-            return self.fps
+    def _fps(self, default: float | None = None) -> float | None:
+        if "fps" in self.video_kwargs:
+            return self.video_kwargs["fps"]
         fps = render_fps(self.parent)
         return fps / self.skip if fps is not None else default
 
@@ -362,7 +571,7 @@ class VideoRecorder(ObservationTransform):
                 metadata["env"] = env
             writer = open_video(
                 path,
-                fps=self._fps(self.logger.video_fps),
+                fps=self._fps(self._logger_fps),
                 metadata=metadata,
                 **self._writer_settings(),
             )
@@ -412,7 +621,7 @@ class VideoRecorder(ObservationTransform):
                 self.skip,
                 self.max_frames,
                 bool(self._batch),
-                self.make_grid is False,
+                self._per_env,
             )
 
     def close(self) -> None:
