@@ -18,7 +18,7 @@ from funrec_torchrl import PixelRenderTransform, TensorDictRecorder, VideoRecord
 from tensordict import TensorDict
 from test_torchrl_envs import HEIGHT, WIDTH, StampEnv, counter_of, env_of, stamp
 from torchrl._utils import logger as torchrl_logger
-from torchrl.envs import GymEnv, ParallelEnv, SerialEnv, StepCounter, TransformedEnv
+from torchrl.envs import Compose, GymEnv, ParallelEnv, SerialEnv, StepCounter, TransformedEnv
 from torchrl.record.loggers import CSVLogger
 from torchrl.testing import AddPixelsTransform
 from torchrl.testing.mocking_classes import MultiAgentCountingEnv
@@ -350,3 +350,17 @@ def test_dump_writes_the_sidecar_metadata_of_the_stream(tmp_path):
     env.transform.dump()
     sidecar = json.loads((tmp_path / "m" / "videos" / "s_0.mp4.json").read_text())
     assert sidecar["fps"] == 5 and sidecar["frames"] == 3
+
+
+def test_a_transform_after_a_streaming_recorder_can_read_its_parent(tmp_path):
+    # A collector appends a StepCounter; its parent env is rebuilt from clones of
+    # the transforms before it, the streaming recorder included.
+    logger = CSVLogger("c", log_dir=str(tmp_path), video_format="mp4")
+    env = TransformedEnv(StampEnv(), Compose(VideoRecorder(logger, "s"), StepCounter()))
+    env.rollout(3)
+    clone = env.transform[1].parent.transform[0]
+    assert clone is not env.transform[0] and clone.videos() == {}
+    env.rollout(2)
+    env.transform.dump()
+    assert_frames = read_video(tmp_path / "c" / "videos" / "s_0.mp4")
+    assert assert_frames.shape[0] == 4 + 3  # both rollouts, nothing taken by the clone

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
+import weakref
 from collections.abc import Sequence
 from copy import copy
 from pathlib import Path
@@ -22,7 +22,7 @@ from torchrl.record.loggers import Logger
 import funrec
 from funrec import NamedState, RecorderError
 from funrec.layout import LayoutError, detect
-from funrec.writers import WriterError, open_video, sidecar_path
+from funrec.writers import VideoWriter, WriterError, check_fps, open_video
 from funrec_torchrl import loggers
 from funrec_torchrl._env import (
     done_flags,
@@ -35,6 +35,9 @@ from funrec_torchrl._env import (
 )
 
 _WRITER_OPTIONS = {"crf", "preset"}
+# The recorder streaming each mp4 (by the name its partial is opened under), so that
+# two recorders never write the same files.
+_STREAMING: weakref.WeakValueDictionary[Path, VideoRecorder] = weakref.WeakValueDictionary()
 
 
 def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -173,6 +176,8 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
         funrec.frames(skip=self.skip, max_frames=max_frames)
+        if fps is not None:
+            check_fps(fps, "VideoRecorder")
         self._mp4_dir = mp4_dir
         self._logger_fps = logger_fps
         self._streams = self._video_dir() is not None
@@ -181,6 +186,10 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         elif logger is not None:
             loggers.check_arguments(logger, self.video_kwargs)
         self._worker = worker_index()  # a recorder inside a batched env's worker
+        self._start_recording()
+
+    def _start_recording(self) -> None:
+        """Sets the recording fields as before the first frame."""
         self._batch: tuple[int, ...] | None = None  # decided by the first TensorDict
         self._per_env = False  # one video per sub-env: decided with the batch
         self._stack_dims: int | None = None  # frames in a stack, for make_grid=False
@@ -188,8 +197,26 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         self._state: NamedState | None = None
         self._seen_at_dump = 0
         self._env_dumps: dict[str, int] = {}
-        self._writers: dict[str, Any] = {}
+        self._writers: dict[str, VideoWriter] = {}
+        self._unwritten: dict[str, torch.Tensor] = {}  # taken by a writer that failed
         self._stream_failed: set[str] = set()
+
+    def clone(self) -> VideoRecorder:
+        """A recorder with the same arguments that holds no frame and writes no file.
+
+        TorchRL clones the transforms before another one of a ``Compose`` to
+        build that one's ``parent`` env (a ``StepCounter`` appended by a
+        collector does); the clone must not copy the frames held, nor share
+        the files being streamed.
+        """
+        clone = type(self).__new__(type(self))
+        state = dict(self.__dict__)
+        for name in ("_parameters", "_buffers", "_modules"):
+            state[name] = copy(state[name])
+        state.update(_container=None, _parent=None, _streams=False, _obs=[])
+        clone.__dict__.update(state)
+        clone._start_recording()
+        return clone
 
     @property
     def make_grid(self) -> bool:
@@ -385,7 +412,10 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         """
         if self._state is None:
             return {}
-        return {name: self._present(items) for name, items in self._held()}
+        return {
+            name: _join(self._unwritten.get(name), self._present(items))
+            for name, items in self._held()
+        }
 
     def counts(self) -> dict[str, funrec.Counts]:
         """What happened to every frame, per video name (seen, recorded, skipped, dropped)."""
@@ -542,64 +572,87 @@ class VideoRecorder(torchrl.record.VideoRecorder):
             if not len(items) or name in self._stream_failed:
                 continue
             try:
-                self._write_held(name)
-            except (OSError, WriterError, ValueError) as err:
+                self._write_held(name, self._writers.get(name) or self._open(name))
+            except RecorderError:
+                raise
+            except (WriterError, ValueError) as err:
                 self._stream_failed.add(name)
                 warnings.warn(
                     f"VideoRecorder: streaming video {name!r} failed ({err}); its frames are now "
-                    "held in memory and dump() will retry writing them.",
+                    "held in memory and dump() will write them (those already in the partial "
+                    "file stay there).",
                     RuntimeWarning,
                     stacklevel=4,
                 )
 
-    def _write_held(self, name: str) -> None:
-        """Moves the frames held for ``name`` into its partial mp4; on error keeps them."""
-        items, emptied = _drain_one(self._state, name)
-        if not items:
-            return
-        writer = self._writers.get(name)
-        if writer is None:
-            path = self._video_dir() / f"{name}.partial.mp4"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # ffmpeg reports a path it cannot create only when it exits; find out now,
-            # while the frames are still held.
-            with open(path, "wb"):
-                pass
-            key, env = self._names()[name]
-            metadata = {"key": key if isinstance(key, str) else list(key), "skip": self.skip}
-            if env is not None:
-                metadata["env"] = env
-            writer = open_video(
-                path,
-                fps=self._fps(self._logger_fps),
-                metadata=metadata,
-                **self._writer_settings(),
+    def _open(self, name: str) -> VideoWriter:
+        """Opens the streamed mp4 of ``name``: a partial file until dump() names it."""
+        base = self._base(name)
+        other = _STREAMING.get(base)
+        if other is not None and other is not self and name in other._writers:
+            raise RecorderError(
+                f"VideoRecorder(tag={self.tag!r}): another VideoRecorder is streaming video "
+                f"{name!r} to {str(base.parent)!r} already; both would dump to the same files "
+                f"{name}_<step>.mp4. Give each recorder its own tag (or logger)."
             )
-        try:
-            writer.write(self._present(items))
-        except BaseException:
-            self._writers.pop(name, None)
-            if writer.frames:  # the partial file keeps what was written before: move it aside
-                _rename(writer.path, writer.path.with_name(f"{name}.failed.mp4"))
-            raise
+        key, env = self._names()[name]
+        metadata = {"key": key if isinstance(key, str) else list(key), "skip": self.skip}
+        if env is not None:
+            metadata["env"] = env
+        writer = open_video(
+            base, fps=self._fps(self._logger_fps), metadata=metadata, **self._writer_settings()
+        )
         self._writers[name] = writer
+        _STREAMING[base] = self
+        return writer
+
+    def _write_held(self, name: str, writer: VideoWriter) -> None:
+        """Moves the frames held for ``name`` into ``writer``: all of them, or none on error."""
+        items, emptied = _drain_one(self._state, name)
+        frames = _join(self._unwritten.get(name), self._present(items))
+        if not len(frames):
+            return
+        try:
+            writer.write(frames)
+        except WriterError as err:
+            self._drop_writer(name)
+            if err.unwritten is not None:  # taken earlier, not in the file: held again, first
+                previous = self._unwritten.get(name)
+                self._unwritten[name] = (
+                    err.unwritten if previous is None else torch.cat([err.unwritten, previous])
+                )
+            raise
         self._state = emptied
+        self._unwritten.pop(name, None)
 
     def _finish_mp4(self, name: str, final: Path) -> bool:
-        """Writes what is held, closes the partial mp4 and renames it to ``final``."""
-        self._write_held(name)
-        self._stream_failed.discard(name)
-        writer = self._writers.pop(name, None)
+        """Writes what is held, finishes the mp4 and moves it to ``final``."""
+        writer = self._writers.get(name)
         if writer is None:
-            return False
-        writer.metadata["counts"] = funrec.counts(self._state[name])._asdict()
+            if self._unwritten.get(name) is None and not _drain_one(self._state, name)[0]:
+                return False
+            writer = self._open(name)
         try:
-            writer.close()
-        except BaseException:  # the file keeps a playable prefix: move it aside
-            _rename(writer.path, writer.path.with_name(f"{name}.failed.mp4"))
-            raise
-        _rename(writer.path, final)
+            self._write_held(name, writer)
+            writer.metadata["counts"] = funrec.counts(self._state[name])._asdict()
+            try:
+                writer.close(path=final)
+            except WriterError as err:  # the frames it took but could not write: held again
+                if err.unwritten is not None:
+                    self._unwritten[name] = err.unwritten
+                raise
+        finally:
+            self._drop_writer(name)
+        self._stream_failed.discard(name)
         return True
+
+    def _drop_writer(self, name: str) -> None:
+        if self._writers.pop(name, None) is not None and _STREAMING.get(self._base(name)) is self:
+            del _STREAMING[self._base(name)]
+
+    def _base(self, name: str) -> Path:
+        """The name a streamed video is opened under (its partial is named after it)."""
+        return (self._video_dir() / f"{name}.mp4").absolute()
 
     # -- pickling: the recorder is rebuilt from the arguments, the state travels --
 
@@ -625,10 +678,11 @@ class VideoRecorder(torchrl.record.VideoRecorder):
             )
 
     def close(self) -> None:
-        """Stops the writers of unfinished videos (their partial mp4 files stay)."""
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
+        """Keeps streamed videos open: ``dump()`` after ``env.close()`` writes them, as TorchRL's.
+
+        A video never dumped stays in its partial mp4 (``funrec.writers.partials``),
+        which ffmpeg completes when Python exits.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self.tag!r}, in_keys={self.in_keys}, skip={self.skip})"
@@ -665,8 +719,8 @@ def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], 
     return items, NamedState(state.names, states)
 
 
-def _rename(source: Path, target: Path) -> None:
-    """Renames a video and its JSON sidecar."""
-    os.replace(source, target)
-    if sidecar_path(source).exists():
-        os.replace(sidecar_path(source), sidecar_path(target))
+def _join(first: torch.Tensor | None, second: torch.Tensor) -> torch.Tensor:
+    """Frames ``first`` (or None) then ``second`` (perhaps empty)."""
+    if first is None or not len(second):
+        return second if first is None else first
+    return torch.cat([first, second])
