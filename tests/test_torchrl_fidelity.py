@@ -23,6 +23,7 @@ from torchrl.record.loggers import CSVLogger
 from torchrl.testing import AddPixelsTransform
 from torchrl.testing.mocking_classes import MultiAgentCountingEnv
 
+import funrec
 from funrec.writers import read_video
 
 
@@ -252,10 +253,10 @@ def test_recorders_in_parallel_workers_stream_distinct_mp4_files(tmp_path):
     env.rollout(5)
     env.close()  # the workers' recorders are never dumped: their partial files stay
     videos = tmp_path / "w" / "videos"
-    partial = sorted(p.name for p in videos.glob("*.mp4"))
-    assert partial == ["cam_worker0.partial.mp4", "cam_worker1.partial.mp4"]
-    for name, env_id in zip(partial, (0, 200), strict=True):
-        video = read_video(videos / name)
+    partial = sorted(videos.glob("*.partial.mp4"))
+    assert [p.name.split(".")[0] for p in partial] == ["cam_worker0", "cam_worker1"]
+    for path, env_id in zip(partial, (0, 200), strict=True):
+        video = read_video(path)
         assert video.shape[0] >= 1
         assert all(abs(env_of(frame) - env_id) <= 8 for frame in video)  # lossy blue
 
@@ -364,3 +365,42 @@ def test_a_transform_after_a_streaming_recorder_can_read_its_parent(tmp_path):
     env.transform.dump()
     assert_frames = read_video(tmp_path / "c" / "videos" / "s_0.mp4")
     assert assert_frames.shape[0] == 4 + 3  # both rollouts, nothing taken by the clone
+
+
+# -- TensorDictRecorder(store=True): funrec's trajectory store ---------------------------------
+
+
+def test_tensordict_recorder_streams_to_a_store_that_loads_back(tmp_path):
+    base = tmp_path / "cartpole"
+    recorder = TensorDictRecorder(str(base), skip=1, store=True)
+    env = TransformedEnv(GymEnv("CartPole-v1"), recorder)
+    rollout = env.rollout(60, break_when_any_done=False)
+    assert funrec.drain(recorder.state)[0] == ()  # nothing held: every step is on disk
+    assert (tmp_path / "cartpole.partial_trajectory").is_dir()
+    recorder.dump(suffix="a")
+    env.close()
+    stored = funrec.load(tmp_path / "cartpole_a_trajectory")
+    steps = rollout["next"]
+    assert stored.batch_size == (60,)
+    for key in ("observation", "reward", "done", "terminated"):
+        assert torch.equal(stored[key], steps[key]), key
+    # episodes: a new id after every done step
+    ends = steps["done"].squeeze(-1).long()
+    expected = torch.cat([torch.zeros(1, dtype=torch.long), ends.cumsum(0)[:-1]])
+    assert torch.equal(stored["episode"], expected) and ends.sum() >= 1
+    assert not (tmp_path / "cartpole.partial_trajectory").exists()
+
+
+def test_tensordict_recorder_store_refuses_an_existing_store_and_keeps_the_steps(tmp_path):
+    base = tmp_path / "run"
+    env = TransformedEnv(StampEnv(), TensorDictRecorder(str(base), skip=1, store=True))
+    env.rollout(3)
+    env.transform.dump()
+    env.rollout(2)
+    with pytest.raises(FileExistsError, match="never written over"):
+        env.transform.dump()
+    env.transform.dump(suffix="b")
+    assert funrec.load(tmp_path / "run_trajectory").batch_size == (3,)
+    assert funrec.load(tmp_path / "run_b_trajectory").batch_size == (2,)
+    with pytest.raises(ValueError, match="skip_reset=True"):
+        TensorDictRecorder(str(base), skip_reset=False, store=True)

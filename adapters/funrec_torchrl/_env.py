@@ -6,6 +6,7 @@ import atexit
 import gc
 import multiprocessing.util
 import sys
+from copy import copy
 from typing import Any
 
 import torch
@@ -149,6 +150,29 @@ def worker_index() -> int | None:
                 return int(local["idx"]) if "idx" in local else None
         frame = frame.f_back
     return None
+
+
+def detached_copy(transform: Any) -> Any:
+    """A shallow copy of a transform, out of its env, made without pickling.
+
+    ``Transform.clone`` copies through ``__getstate__``, which a recorder that
+    is writing files refuses; the recorders build their ``clone()`` on this
+    and then reset what must not be shared (held items, open writers).
+
+    Args:
+        transform: an ``nn.Module`` transform.
+
+    Returns:
+        A new instance whose ``__dict__`` is a copy of ``transform``'s, with
+        its own module/parameter/buffer tables and no container or parent.
+    """
+    clone = type(transform).__new__(type(transform))
+    state = dict(transform.__dict__)
+    for name in ("_parameters", "_buffers", "_modules"):
+        state[name] = copy(state[name])
+    state.update(_container=None, _parent=None)
+    clone.__dict__.update(state)
+    return clone
 
 
 def stop_orphaned_workers() -> None:

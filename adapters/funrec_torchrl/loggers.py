@@ -154,9 +154,7 @@ def _tensorboard(
     _, _, channels, height, width = video.shape
     with tempfile.TemporaryDirectory() as tmp:
         gif = _encode(video, Path(tmp) / "video.gif", fps).read_bytes()
-    image = Summary.Image(
-        height=height, width=width, colorspace=channels, encoded_image_string=gif
-    )
+    image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=gif)
     writer = logger.experiment
     writer._get_file_writer().add_summary(
         Summary(value=[Summary.Value(tag=name, image=image)]), step

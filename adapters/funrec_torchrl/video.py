@@ -25,6 +25,7 @@ from funrec.layout import LayoutError, detect
 from funrec.writers import VideoWriter, WriterError, check_fps, open_video
 from funrec_torchrl import loggers
 from funrec_torchrl._env import (
+    detached_copy,
     done_flags,
     mark_reset,
     pick_env,
@@ -209,12 +210,8 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         collector does); the clone must not copy the frames held, nor share
         the files being streamed.
         """
-        clone = type(self).__new__(type(self))
-        state = dict(self.__dict__)
-        for name in ("_parameters", "_buffers", "_modules"):
-            state[name] = copy(state[name])
-        state.update(_container=None, _parent=None, _streams=False, _obs=[])
-        clone.__dict__.update(state)
+        clone = detached_copy(self)
+        clone.__dict__.update(_streams=False, _obs=[])
         clone._start_recording()
         return clone
 
