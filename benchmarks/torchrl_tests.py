@@ -41,7 +41,7 @@ def swap_imports(source: str) -> tuple[str, int]:
         return f"from funrec_torchrl import {match.group(1)}" if names <= RECORDERS else match[0]
 
     swapped = IMPORT.sub(swap, source)
-    changed = sum(a != b for a, b in zip(source.splitlines(), swapped.splitlines()))
+    changed = sum(a != b for a, b in zip(source.splitlines(), swapped.splitlines(), strict=True))
     return swapped, changed
 
 
