@@ -13,7 +13,10 @@ from torchrl._utils import _can_be_pickled
 from torchrl.data.tensor_specs import NonTensor, TensorSpec, Unbounded
 from torchrl.data.utils import CloudpickleWrapper
 from torchrl.envs import EnvBase
+from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Transform
+
+from funrec_torchrl._env import _unwrap
 
 
 class PixelRenderTransform(Transform):
@@ -147,6 +150,13 @@ class PixelRenderTransform(Transform):
     def set_container(self, container: Transform | EnvBase) -> None:
         super().set_container(container)
         parent = self.parent
+        base = _unwrap(parent)
+        if isinstance(base, BatchedEnvBase) and base.is_closed:
+            raise RuntimeError(
+                f"PixelRenderTransform: the {type(base).__name__} is not started, so its "
+                f"workers' {self.render_method!r} cannot be reached (TorchRL recurses forever "
+                "looking for it). Call env.start() before appending the transform."
+            )
         if isinstance(parent, EnvBase):
             method = getattr(parent, self.render_method, None)
             if not callable(method):
