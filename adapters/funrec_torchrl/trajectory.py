@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from tensordict import LazyStackedTensorDict, TensorDictBase
 from torchrl.envs.transforms import Transform
 
 import funrec
+from funrec.writers import save
 from funrec_torchrl._env import RESET_MARK, is_step, mark_reset
 
 
@@ -84,7 +84,9 @@ class TensorDictRecorder(Transform):
     def dump(self, suffix: str | None = None) -> None:
         """Saves the TensorDicts held to ``<out_file_base>[_<suffix>]_tensordict.t`` and drops them.
 
-        A no-op when nothing is held. If saving fails, the TensorDicts stay held.
+        The file appears whole or not at all (saved under a unique temporary name beside
+        it, then renamed). A no-op when nothing is held. If saving fails, a
+        ``WriterError`` says why and the TensorDicts stay held: ``dump()`` again retries.
 
         Args:
             suffix: appended to ``out_file_base`` as ``_<suffix>``.
@@ -93,10 +95,8 @@ class TensorDictRecorder(Transform):
         if items:
             base = self.out_file_base if suffix is None else f"{self.out_file_base}_{suffix}"
             path = Path(f"{base}_tensordict.t")
-            temp = path.with_name(path.name + ".tmp")
             # A reset TensorDict has no reward: keep steps and resets as a lazy stack then.
-            torch.save(LazyStackedTensorDict.maybe_dense_stack(items), temp)
-            temp.replace(path)
+            save(LazyStackedTensorDict.maybe_dense_stack(items), path)
             self._state = emptied
         self.iter += 1
 

@@ -48,6 +48,7 @@ from funrec.writers._files import (
     funrec_version,
     partial_beside,
     remove,
+    save_beside,
     sidecar_path,
     temp_beside,
     write_json,
@@ -466,15 +467,8 @@ class _RawSink:
         self.fd = -1
         if self.format == "memmap":
             return self.path
-        frames = self.whole_frames()
         raw = torch.from_file(str(self.path), size=self.bytes, dtype=torch.uint8)
-        temp = temp_beside(self.target)
-        try:
-            torch.save(raw.view(1, frames, 3, *self.size), temp)
-        except (RuntimeError, OSError) as err:  # how torch.save reports a failed write
-            temp.unlink(missing_ok=True)
-            raise WriterError(f"torch.save could not write (is the disk full?): {err}") from err
-        return temp
+        return save_beside(raw.view(1, self.whole_frames(), 3, *self.size), self.target)
 
     def abort(self) -> None:
         if self.fd >= 0:
