@@ -4,13 +4,11 @@ the file system takes works, and a sidecar that no longer describes its file is 
 
 import json
 import subprocess
-import sys
 import textwrap
 
-import psutil
 import pytest
 import torch
-from faults import ROOT, assert_frames_of, ffmpeg_writing, fragments, noise, wait_for
+from faults import assert_frames_of, kill_both_after_a_fragment, noise, run_python, wait_for
 
 from funrec.writers import (
     FORMATS,
@@ -41,16 +39,9 @@ def test_a_crash_while_rewriting_a_video_keeps_the_finished_one(tmp_path):
     old = noise(20)
     with open_video(path, fps=10) as writer:
         writer.write(old)
-    child = subprocess.Popen(
-        [sys.executable, "-c", REWRITE, str(path)], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
+    child = run_python(REWRITE, path)
     partial = type(path)(child.stdout.readline().strip())
-    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    kill_both_after_a_fragment(child, partial)
     assert_frames_of(read_video(path), old)  # the finished video, whole
     assert len(read_video(path)) == 20
     assert partials(path) == [partial]  # and the crashed run's frames beside it
@@ -79,12 +70,7 @@ RECORDER_SCRIPT = textwrap.dedent(
 
 
 def run_script(root, steps: int, how: str) -> subprocess.Popen:
-    child = subprocess.Popen(
-        [sys.executable, "-c", RECORDER_SCRIPT, str(root), str(steps), how],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    child = run_python(RECORDER_SCRIPT, root, steps, how)
     assert child.stdout.readline().strip() == "recorded"
     return child
 

@@ -4,13 +4,12 @@ on a full pipe (ffmpeg stopped). The file must hold whole frames only, each of i
 
 import signal
 import subprocess
-import sys
 import textwrap
 
 import psutil
 import pytest
 import torch
-from faults import ROOT, ffmpeg_writing, pipe_is_full, wait_for
+from faults import ffmpeg_writing, pipe_is_full, run_python, wait_for
 
 from funrec.writers import partials, read_video
 
@@ -52,13 +51,7 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("format", ["mp4", "png"])
 def test_ctrl_c_in_a_blocked_write_leaves_whole_frames_only(tmp_path, format):
     path = tmp_path / ("v.mp4" if format == "mp4" else "frames")
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), format],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    child = run_python(CHILD, path, format, stdin=subprocess.PIPE)
     try:
         assert child.stdout.readline().split() == ["ready"]
         [partial] = partials(path)

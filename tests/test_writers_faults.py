@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import warnings
@@ -20,13 +19,14 @@ import psutil
 import pytest
 import torch
 from faults import (
-    ROOT,
     assert_frames_of,
     ffmpeg_writing,
     fragments,
     frame_steps,
+    kill_both_after_a_fragment,
     mount_tmpfs,
     noise,
+    run_python,
     small_disk,
     wait_for,
 )
@@ -275,12 +275,7 @@ CHILD = textwrap.dedent(
 
 
 def start_child(kind: str, path: Path) -> subprocess.Popen:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, kind, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    child = run_python(CHILD, kind, path)
     assert child.stdout.readline().strip() == "written"
     return child
 
@@ -289,12 +284,7 @@ def test_sigkill_of_writer_and_ffmpeg_leaves_a_playable_partial(tmp_path):
     path = tmp_path / "v.mp4"
     child = start_child("mp4", path)
     [partial] = partials(path)
-    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()  # the whole process tree dies, as under the OOM killer
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    kill_both_after_a_fragment(child, partial)
     decoded = read_video(partial)
     assert len(decoded) >= 15  # most of the first fragment at least (a keyframe a second)
     assert_frames_of(decoded, noise(90))
@@ -340,12 +330,7 @@ def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
     path = tmp_path / "traj"
     child = start_child("traj-video", path)
     [partial] = partials(path / "pixels.0.mp4")
-    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    kill_both_after_a_fragment(child, partial)
     loaded = load(path)
     # the steps whose data and frame both reached the disk, at most the committed ones
     steps = len(loaded)
