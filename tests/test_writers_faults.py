@@ -341,7 +341,7 @@ def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
 
 
 def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
-    video = noise(60)  # 18 KB a frame; the pipe holds 64 KB
+    video = noise(40, 300, 400)  # 360 KB a frame: the writer queues up to 4 MB
     path = tmp_path / "v.mp4"
     writer = open_video(path, fps=10)
     writer.write(video[0])
@@ -359,14 +359,14 @@ def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
     feeder = threading.Thread(target=feed)
     feeder.start()
     feeder.join(1.0)
-    # While ffmpeg is stopped, about a pipe's worth of frames gets through (64 KB: 3, one
-    # being written, one queued): the writer blocks instead of buffering or dropping.
-    assert feeder.is_alive() and len(handed) <= 6
+    # While ffmpeg is stopped, 4 MB of frames are queued (11), one is in the pipe, and then
+    # the writer blocks instead of buffering more or dropping.
+    assert feeder.is_alive() and len(handed) <= 14
     ffmpeg.resume()
     feeder.join()
     writer.close()
     decoded = read_video(path)
-    assert len(decoded) == 60
+    assert len(decoded) == 40
     assert_frames_of(decoded, video)
 
 

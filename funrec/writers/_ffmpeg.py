@@ -178,6 +178,7 @@ class WholeFrames:
         self.offset = 0
         self.samples: int | None = None  # of the last moof, waiting for its mdat
         self.fragmented = True
+        self.size = 0  # of the file when last read
 
     def count(self) -> int | None:
         """The number of whole frames in the file now."""
@@ -186,8 +187,11 @@ class WholeFrames:
                 self.frames += 1
         elif self.format in ("mp4", "gif"):
             try:
-                with open(self.path, "rb") as file:
-                    (self._mp4 if self.format == "mp4" else self._gif)(file)
+                size = os.stat(self.path).st_size
+                if size != self.size:  # read only when the file grew
+                    self.size = size
+                    with open(self.path, "rb") as file:
+                        (self._mp4 if self.format == "mp4" else self._gif)(file)
             except FileNotFoundError:
                 pass
         return self.frames if self.fragmented else None
