@@ -34,25 +34,6 @@ _WRITER_OPTIONS = {"crf", "preset"}
 _STREAMING: weakref.WeakValueDictionary[Path, VideoRecorder] = weakref.WeakValueDictionary()
 
 
-def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` square of every frame (the whole side if smaller).
-
-    Args:
-        frames: ``[..., H, W]``.
-        size: the side of the square.
-
-    Returns:
-        ``[..., min(size, H), min(size, W)]``, a view.
-
-    Example:
-        >>> center_crop(torch.zeros(3, 10, 20), 4).shape
-        torch.Size([3, 4, 4])
-    """
-    h, w = frames.shape[-2:]
-    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
-    return frames[..., top : top + size, left : left + size]
-
-
 class VideoRecorder(ObservationTransform):
     """Records the frames of an environment into videos; a drop-in for TorchRL's.
 
@@ -137,7 +118,7 @@ class VideoRecorder(ObservationTransform):
         self.video_kwargs = dict(kwargs)
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
-        funrec.frames(skip=self.skip, max_frames=max_frames)
+        funrec.frames(skip=self.skip, max_frames=max_frames, crop=center_crop)
         if fps is not None:
             check_fps(fps, "VideoRecorder")
         self._streams = self._video_dir() is not None
@@ -194,10 +175,29 @@ class VideoRecorder(ObservationTransform):
     def _build(self, batch: tuple[int, ...]) -> None:
         """Builds the recorder: one ``frames`` stream per key (and per sub-env)."""
         self._batch = batch
-        batched = len(batch) > 0
-        per_env = batched and self.make_grid is False
-        self._recorder = _make_recorder(self._names(), self.skip, self.max_frames, batched, per_env)
+        self._recorder = self._make_recorder()
         self._state = self._recorder.init()
+
+    def _make_recorder(self) -> funrec.Recorder:
+        """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
+
+        A grid video leaves out partial resets (the other tiles did not move); a
+        per-env video takes its sub-env out of the batch and only its own resets.
+        Frames are cropped before they are held.
+        """
+        batched = bool(self._batch)
+        per_env = batched and self.make_grid is False
+        recorders = {}
+        for name, (key, env) in self._names().items():
+            rec = funrec.frames(
+                key, skip=self.skip, max_frames=self.max_frames, crop=self.center_crop
+            )
+            if per_env:
+                rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
+            elif batched:
+                rec = funrec.when(resets_all, rec)
+            recorders[name] = rec
+        return funrec.named(**recorders)
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
         """Video name -> (in_key, sub-env index or None), in a stable order."""
@@ -232,7 +232,7 @@ class VideoRecorder(ObservationTransform):
         if self._state is None:
             return {}
         return {
-            name: _join(self._unwritten.get(name), self._present(items))
+            name: _join(self._unwritten.get(name), funrec.clip(items))
             for name, items in self._held()
         }
 
@@ -242,17 +242,6 @@ class VideoRecorder(ObservationTransform):
 
     def _held(self) -> list[tuple[str, Any]]:
         return [(name, funrec.drain(state)[0]) for name, state in self._state.items()]
-
-    def _present(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Frames as they go into a video: stacked, cropped, grids tiled."""
-        if not items:
-            return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-        video = funrec.stack_frames(items)
-        if self.center_crop:
-            video = center_crop(video, self.center_crop)
-        if video.ndim > 4:
-            video = funrec.grid(video.flatten(1, -4))
-        return video
 
     # -- writing ------------------------------------------------------------------
 
@@ -294,10 +283,10 @@ class VideoRecorder(ObservationTransform):
         if directory is not None:
             wrote = self._finish_mp4(name, directory / f"{title}_{step}.mp4")
         else:
-            items, emptied = _drain_one(self._state, name)
+            items, emptied = funrec.drain(self._state, name=name)
             wrote = bool(items)
             if wrote and self.logger is not None:
-                video = self._present(items)[None]
+                video = funrec.clip(items)[None]
                 kwargs = dict(self.video_kwargs)
                 fps = self._fps(None)
                 if fps is not None:
@@ -378,8 +367,8 @@ class VideoRecorder(ObservationTransform):
 
     def _write_held(self, name: str, writer: VideoWriter) -> None:
         """Moves the frames held for ``name`` into ``writer``: all of them, or none on error."""
-        items, emptied = _drain_one(self._state, name)
-        frames = _join(self._unwritten.get(name), self._present(items))
+        items, emptied = funrec.drain(self._state, name=name)
+        frames = _join(self._unwritten.get(name), funrec.clip(items))
         if not len(frames):
             return
         try:
@@ -399,7 +388,7 @@ class VideoRecorder(ObservationTransform):
         """Writes what is held, finishes the mp4 and moves it to ``final``."""
         writer = self._writers.get(name)
         if writer is None:
-            if self._unwritten.get(name) is None and not _drain_one(self._state, name)[0]:
+            if self._unwritten.get(name) is None and not funrec.drain(self._state, name=name)[0]:
                 return False
             writer = self._open(name)
         try:
@@ -439,13 +428,7 @@ class VideoRecorder(ObservationTransform):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if self._batch is not None:
-            self._recorder = _make_recorder(
-                self._names(),
-                self.skip,
-                self.max_frames,
-                bool(self._batch),
-                self.make_grid is False,
-            )
+            self._recorder = self._make_recorder()
 
     def close(self) -> None:
         """Keeps streamed videos open: ``dump()`` after ``env.close()`` writes them, as TorchRL's.
@@ -456,37 +439,6 @@ class VideoRecorder(ObservationTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self.tag!r}, in_keys={self.in_keys}, skip={self.skip})"
-
-
-def _make_recorder(
-    names: dict[str, tuple[NestedKey, int | None]],
-    skip: int,
-    max_frames: int | None,
-    batched: bool,
-    per_env: bool,
-) -> funrec.Recorder:
-    """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
-
-    A grid video leaves out partial resets (the other tiles did not move); a
-    per-env video takes its sub-env out of the batch and only its own resets.
-    """
-    recorders = {}
-    for name, (key, env) in names.items():
-        rec = funrec.frames(key, skip=skip, max_frames=max_frames)
-        if per_env:
-            rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
-        elif batched:
-            rec = funrec.when(resets_all, rec)
-        recorders[name] = rec
-    return funrec.named(**recorders)
-
-
-def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], NamedState]:
-    """Drains the video ``name`` of a ``named`` state, leaving the others."""
-    index = state.names.index(name)
-    items, emptied = funrec.drain(state.states[index])
-    states = (*state.states[:index], emptied, *state.states[index + 1 :])
-    return items, NamedState(state.names, states)
 
 
 def _join(first: torch.Tensor | None, second: torch.Tensor) -> torch.Tensor:
