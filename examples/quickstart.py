@@ -1,6 +1,6 @@
 """Records a synthetic rollout with funrec and prints what was recorded.
 
-Run it with ``make demo`` (or ``python examples/quickstart.py`` inside the venv).
+Run it with ``.venv/bin/python examples/quickstart.py`` (``make setup`` makes the venv).
 """
 
 import torch

@@ -58,6 +58,17 @@ def small_disk(directory: Path, size: str = "2m"):
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
+def run_python(script: str, *args: object, stdin: int | None = None) -> subprocess.Popen:
+    """Starts ``python -c script *args`` in the repository; its stdout is a text pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
 def wait_for(condition, what: str, limit: float = 120.0) -> None:
     """Polls ``condition`` (a liveness bound, not a timing assertion)."""
     end = time.monotonic() + limit
@@ -80,6 +91,17 @@ def ffmpeg_writing(path: Path, parent: psutil.Process | None = None) -> psutil.P
             if "ffmpeg" in child.name() and any(str(path) in arg for arg in child.cmdline()):
                 return child
     raise AssertionError(f"no ffmpeg writing {path}")
+
+
+def kill_both_after_a_fragment(child: subprocess.Popen, partial: Path) -> None:
+    """Once ``partial`` holds an mp4 fragment, SIGKILLs ``child`` and its ffmpeg (as the OOM
+    killer would the whole tree) and reaps both."""
+    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
+    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
+    ffmpeg.kill()
+    child.kill()
+    child.wait()
+    ffmpeg.wait()
 
 
 def pipe_is_full(ffmpeg: psutil.Process) -> bool:

@@ -24,7 +24,7 @@ from torchrl.testing import AddPixelsTransform
 from torchrl.testing.mocking_classes import MultiAgentCountingEnv
 
 import funrec
-from funrec.writers import read_video
+from funrec.writers import load, read_video
 
 
 class CaptureLogger:
@@ -335,7 +335,7 @@ def test_center_crop_pads_a_short_side_with_zeros_before_cropping():
 
 
 def test_a_center_crop_below_one_pixel_fails_at_construction():
-    with pytest.raises(ValueError, match="center_crop"):
+    with pytest.raises(ValueError, match="crop must be a positive int"):
         VideoRecorder(None, None, center_crop=0)
 
 
@@ -374,7 +374,7 @@ def test_tensordict_recorder_streams_to_a_store_that_loads_back(tmp_path):
     assert (tmp_path / "cartpole.partial_trajectory").is_dir()
     recorder.dump(suffix="a")
     env.close()
-    stored = funrec.load(tmp_path / "cartpole_a_trajectory")
+    stored = load(tmp_path / "cartpole_a_trajectory")
     steps = rollout["next"]
     assert stored.batch_size == (60,)
     for key in ("observation", "reward", "done", "terminated"):
@@ -395,7 +395,7 @@ def test_tensordict_recorder_store_refuses_an_existing_store_and_keeps_the_steps
     with pytest.raises(FileExistsError, match="never written over"):
         env.transform.dump()
     env.transform.dump(suffix="b")
-    assert funrec.load(tmp_path / "run_trajectory").batch_size == (3,)
-    assert funrec.load(tmp_path / "run_b_trajectory").batch_size == (2,)
+    assert load(tmp_path / "run_trajectory").batch_size == (3,)
+    assert load(tmp_path / "run_b_trajectory").batch_size == (2,)
     with pytest.raises(ValueError, match="skip_reset=True"):
         TensorDictRecorder(str(base), skip_reset=False, store=True)

@@ -339,3 +339,36 @@ def test_a_bad_frame_raises_and_keeps_what_was_recorded():
     with pytest.raises(funrec.LayoutError, match="pixels"):
         recorder(TensorDict({"pixels": bad}))
     assert counters(recorder.videos()["run"]) == [0, 1, 2]
+
+
+def test_dump_after_env_close_writes_the_video_as_torchrl_does(tmp_path):
+    logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
+    env = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    env.rollout(7)
+    env.close()  # TorchRL's order: close the env, then dump
+    env.transform.dump()
+    video = read_video(tmp_path / "exp" / "videos" / "run_0.mp4")
+    assert len(video) == 8
+    assert all(abs(counter_of(f) - i) <= 4 for i, f in enumerate(video))
+
+
+def test_two_recorders_with_one_logger_and_tag_are_refused_at_the_first_frame(tmp_path):
+    logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
+    first = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    second = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    first.rollout(5)
+    with pytest.raises(funrec.RecorderError, match=r"another VideoRecorder.*'run'.*own tag"):
+        second.rollout(5)
+    first.rollout(4)  # the first recorder's video is untouched
+    first.transform.dump()
+    video = read_video(tmp_path / "exp" / "videos" / "run_0.mp4")
+    assert [abs(counter_of(f) - i) <= 4 for i, f in enumerate(video)] == [True] * 11
+    second.rollout(2)  # once the first one has dumped, the name is free again
+    second.transform.dump(step=1)
+    assert len(read_video(tmp_path / "exp" / "videos" / "run_1.mp4")) >= 3
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("inf"), "30"])
+def test_a_bad_fps_is_refused_at_construction(fps):
+    with pytest.raises(ValueError, match="VideoRecorder: fps="):
+        VideoRecorder(None, "run", fps=fps)

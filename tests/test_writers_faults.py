@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import warnings
@@ -20,13 +19,14 @@ import psutil
 import pytest
 import torch
 from faults import (
-    ROOT,
     assert_frames_of,
     ffmpeg_writing,
     fragments,
     frame_steps,
+    kill_both_after_a_fragment,
     mount_tmpfs,
     noise,
+    run_python,
     small_disk,
     wait_for,
 )
@@ -275,12 +275,7 @@ CHILD = textwrap.dedent(
 
 
 def start_child(kind: str, path: Path) -> subprocess.Popen:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, kind, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    child = run_python(CHILD, kind, path)
     assert child.stdout.readline().strip() == "written"
     return child
 
@@ -289,12 +284,7 @@ def test_sigkill_of_writer_and_ffmpeg_leaves_a_playable_partial(tmp_path):
     path = tmp_path / "v.mp4"
     child = start_child("mp4", path)
     [partial] = partials(path)
-    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()  # the whole process tree dies, as under the OOM killer
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    kill_both_after_a_fragment(child, partial)
     decoded = read_video(partial)
     assert len(decoded) >= 15  # most of the first fragment at least (a keyframe a second)
     assert_frames_of(decoded, noise(90))
@@ -340,12 +330,7 @@ def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
     path = tmp_path / "traj"
     child = start_child("traj-video", path)
     [partial] = partials(path / "pixels.0.mp4")
-    ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    kill_both_after_a_fragment(child, partial)
     loaded = load(path)
     # the steps whose data and frame both reached the disk, at most the committed ones
     steps = len(loaded)
@@ -356,7 +341,7 @@ def test_sigkill_with_video_keys_loads_a_consistent_prefix(tmp_path):
 
 
 def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
-    video = noise(60)  # 18 KB a frame; the pipe holds 64 KB
+    video = noise(40, 300, 400)  # 360 KB a frame: the writer queues up to 4 MB
     path = tmp_path / "v.mp4"
     writer = open_video(path, fps=10)
     writer.write(video[0])
@@ -374,14 +359,14 @@ def test_a_stalled_encoder_blocks_the_writer_and_drops_nothing(tmp_path):
     feeder = threading.Thread(target=feed)
     feeder.start()
     feeder.join(1.0)
-    # While ffmpeg is stopped, about a pipe's worth of frames gets through (64 KB: 3, one
-    # being written, one queued): the writer blocks instead of buffering or dropping.
-    assert feeder.is_alive() and len(handed) <= 6
+    # While ffmpeg is stopped, 4 MB of frames are queued (11), one is in the pipe, and then
+    # the writer blocks instead of buffering more or dropping.
+    assert feeder.is_alive() and len(handed) <= 14
     ffmpeg.resume()
     feeder.join()
     writer.close()
     decoded = read_video(path)
-    assert len(decoded) == 60
+    assert len(decoded) == 40
     assert_frames_of(decoded, video)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase, ParallelEnv, SerialEnv, TransformedEnv, batched_envs
 from torchrl.envs.batched_envs import BatchedEnvBase
 
@@ -101,34 +100,6 @@ def render_fps(env: EnvBase | None) -> float | None:
     rates = {m.get("render_fps") if isinstance(m, dict) else None for m in metadata}
     fps = rates.pop() if len(rates) == 1 else None
     return float(fps) if fps else None
-
-
-def done_flags(td: TensorDictBase, keys: list[NestedKey] | None = None) -> torch.Tensor:
-    """The episode-end flags of a TensorDict: bool ``[*batch]``.
-
-    The OR of the done keys, each reduced to the batch shape with ``any()`` over
-    its trailing dims (a multi-agent ``("agents", "done")`` of shape
-    ``[*batch, n_agents, 1]`` counts when any agent is done). ``keys`` None
-    reads every leaf whose last name is ``"done"``, nested ones included.
-
-    The same rule as the core's ``funrec.rules.done_flags``; this local copy
-    goes once the core has it.
-
-    Args:
-        td: a step's TensorDict (the one after the step, without ``"next"``).
-        keys: the done keys to read; missing ones are left out.
-
-    Returns:
-        The flags; all False when no done key is present.
-    """
-    if keys is None:
-        keys = [k for k in td.keys(True, True) if (k if isinstance(k, str) else k[-1]) == "done"]
-    flags = torch.zeros(td.batch_size, dtype=torch.bool)
-    for key in keys:
-        done = td.get(key, None)
-        if done is not None:
-            flags = flags | done.reshape(*td.batch_size, -1).any(-1).cpu()
-    return flags
 
 
 def worker_index() -> int | None:

@@ -13,8 +13,11 @@ from torchrl._utils import _can_be_pickled
 from torchrl.data.tensor_specs import NonTensor, TensorSpec, Unbounded
 from torchrl.data.utils import CloudpickleWrapper
 from torchrl.envs import EnvBase
+from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Transform
 from torchrl.record import PixelRenderTransform as TorchRLPixelRenderTransform
+
+from funrec_torchrl._env import _unwrap
 
 
 class PixelRenderTransform(TorchRLPixelRenderTransform):
@@ -149,6 +152,13 @@ class PixelRenderTransform(TorchRLPixelRenderTransform):
     def set_container(self, container: Transform | EnvBase) -> None:
         Transform.set_container(self, container)  # funrec's check below, not TorchRL's
         parent = self.parent
+        base = _unwrap(parent)
+        if isinstance(base, BatchedEnvBase) and base.is_closed:
+            raise RuntimeError(
+                f"PixelRenderTransform: the {type(base).__name__} is not started, so its "
+                f"workers' {self.render_method!r} cannot be reached (TorchRL recurses forever "
+                "looking for it). Call env.start() before appending the transform."
+            )
         if isinstance(parent, EnvBase):
             method = getattr(parent, self.render_method, None)
             if not callable(method):

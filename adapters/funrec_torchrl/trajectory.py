@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from tensordict import LazyStackedTensorDict, TensorDictBase
 from torchrl.envs.transforms import Transform
 from torchrl.record import TensorDictRecorder as TorchRLTensorDictRecorder
 
 import funrec
 from funrec import RecorderError
-from funrec.writers import TrajectoryWriter
+from funrec.writers import TrajectoryWriter, save
 from funrec_torchrl._env import RESET_MARK, detached_copy, is_step, mark_reset
 
 
@@ -32,7 +31,7 @@ class TensorDictRecorder(TorchRLTensorDictRecorder):
     funrec trajectory store (:class:`funrec.writers.TrajectoryWriter`, memory
     does not grow with the rollout) at ``<out_file_base>.partial_trajectory``;
     ``dump()`` closes it and renames it ``<out_file_base>[_<suffix>]_trajectory``,
-    which ``funrec.load(path)`` reads back as one TensorDict ``[T, *batch]``
+    which ``funrec.writers.load(path)`` reads back as one TensorDict ``[T, *batch]``
     (plus an ``"episode"`` id per step, from the ``"done"`` key).
 
     Args:
@@ -122,9 +121,11 @@ class TensorDictRecorder(TorchRLTensorDictRecorder):
     def dump(self, suffix: str | None = None) -> None:
         """Saves the TensorDicts held to ``<out_file_base>[_<suffix>]_tensordict.t`` and drops them.
 
+        The file appears whole or not at all (saved under a unique temporary name beside
+        it, then renamed). A no-op when nothing is held. If saving fails, a
+        ``WriterError`` says why and the TensorDicts stay held: ``dump()`` again retries.
         With ``store=True``, finishes the store instead and names it
         ``<out_file_base>[_<suffix>]_trajectory`` (never over an existing one).
-        A no-op when nothing was recorded. If saving fails, the TensorDicts stay held.
 
         Args:
             suffix: appended to ``out_file_base`` as ``_<suffix>``.
@@ -137,10 +138,8 @@ class TensorDictRecorder(TorchRLTensorDictRecorder):
         items, emptied = funrec.drain(self._state)
         if items:
             path = Path(f"{base}_tensordict.t")
-            temp = path.with_name(path.name + ".tmp")
             # A reset TensorDict has no reward: keep steps and resets as a lazy stack then.
-            torch.save(LazyStackedTensorDict.maybe_dense_stack(items), temp)
-            temp.replace(path)
+            save(LazyStackedTensorDict.maybe_dense_stack(items), path)
             self._state = emptied
         self.iter += 1
 

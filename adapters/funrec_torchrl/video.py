@@ -22,11 +22,11 @@ from torchrl.record.loggers import Logger
 import funrec
 from funrec import NamedState, RecorderError
 from funrec.layout import LayoutError, detect
+from funrec.rules import done_flags
 from funrec.writers import VideoWriter, WriterError, check_fps, open_video
 from funrec_torchrl import loggers
 from funrec_torchrl._env import (
     detached_copy,
-    done_flags,
     mark_reset,
     pick_env,
     render_fps,
@@ -39,35 +39,6 @@ _WRITER_OPTIONS = {"crf", "preset"}
 # The recorder streaming each mp4 (by the name its partial is opened under), so that
 # two recorders never write the same files.
 _STREAMING: weakref.WeakValueDictionary[Path, VideoRecorder] = weakref.WeakValueDictionary()
-
-
-def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` square of every frame, as torchvision's ``center_crop``.
-
-    A side shorter than ``size`` is first padded with zeros, ``(size - side) // 2``
-    before and the rest after; the crop then starts at
-    ``round((side - size) / 2)`` (Python's ``round``: halves go to the even
-    integer, so a side of 5 cropped to 2 starts at 2).
-
-    Args:
-        frames: ``[..., H, W]``.
-        size: the side of the square.
-
-    Returns:
-        ``[..., size, size]``.
-
-    Example:
-        >>> center_crop(torch.zeros(3, 10, 20), 4).shape
-        torch.Size([3, 4, 4])
-    """
-    h, w = frames.shape[-2:]
-    if size > h or size > w:
-        pad_h, pad_w = max(size - h, 0), max(size - w, 0)
-        padding = (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2)
-        frames = torch.nn.functional.pad(frames, padding)
-        h, w = frames.shape[-2:]
-    top, left = round((h - size) / 2), round((w - size) / 2)
-    return frames[..., top : top + size, left : left + size]
 
 
 class VideoRecorder(torchrl.record.VideoRecorder):
@@ -162,11 +133,6 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         self.logger = logger
         self.tag = tag
         self.skip = 1 if skip is None else skip
-        if center_crop is not None and center_crop < 1:
-            raise RecorderError(
-                f"VideoRecorder: center_crop={center_crop!r}; pass the side of the square "
-                "crop in pixels (>= 1), or None for no crop."
-            )
         self.center_crop = center_crop
         self.make_grid = make_grid
         self.max_frames = max_frames
@@ -176,7 +142,7 @@ class VideoRecorder(torchrl.record.VideoRecorder):
             self.video_kwargs["fps"] = fps
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
-        funrec.frames(skip=self.skip, max_frames=max_frames)
+        funrec.frames(skip=self.skip, max_frames=max_frames, crop=center_crop)
         if fps is not None:
             check_fps(fps, "VideoRecorder")
         self._mp4_dir = mp4_dir
@@ -326,12 +292,28 @@ class VideoRecorder(torchrl.record.VideoRecorder):
     def _build(self, batch: tuple[int, ...]) -> None:
         """Builds the recorder: one ``frames`` stream per key (and per sub-env)."""
         self._batch = batch
-        batched = len(batch) > 0
-        self._per_env = batched and not self.make_grid
-        self._recorder = _make_recorder(
-            self._names(), self.skip, self.max_frames, batched, self._per_env
-        )
+        self._per_env = len(batch) > 0 and not self.make_grid
+        self._recorder = self._make_recorder()
         self._state = self._recorder.init()
+
+    def _make_recorder(self) -> funrec.Recorder:
+        """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
+
+        A grid video leaves out partial resets (the other tiles did not move); a
+        per-env video takes its sub-env out of the batch and only its own resets.
+        Frames are cropped before they are held.
+        """
+        recorders = {}
+        for name, (key, env) in self._names().items():
+            rec = funrec.frames(
+                key, skip=self.skip, max_frames=self.max_frames, crop=self.center_crop
+            )
+            if self._per_env:
+                rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
+            elif self._batch:
+                rec = funrec.when(resets_all, rec)
+            recorders[name] = rec
+        return funrec.named(**recorders)
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
         """Video name -> (in_key, sub-env index or None), in a stable order."""
@@ -410,7 +392,7 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         if self._state is None:
             return {}
         return {
-            name: _join(self._unwritten.get(name), self._present(items))
+            name: _join(self._unwritten.get(name), funrec.clip(items))
             for name, items in self._held()
         }
 
@@ -420,17 +402,6 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
     def _held(self) -> list[tuple[str, Any]]:
         return [(name, funrec.drain(state)[0]) for name, state in self._state.items()]
-
-    def _present(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Frames as they go into a video: stacked, cropped, grids tiled."""
-        if not items:
-            return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-        video = funrec.stack_frames(items)
-        if self.center_crop:
-            video = center_crop(video, self.center_crop)
-        if video.ndim > 4:
-            video = funrec.grid(video.flatten(1, -4))
-        return video
 
     def to_animation(
         self,
@@ -453,7 +424,7 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
         Example:
             >>> rec = VideoRecorder(None, None)
-            >>> rec._apply_transform(torch.zeros(3, 8, 8, dtype=torch.uint8))
+            >>> _ = rec._apply_transform(torch.zeros(3, 8, 8, dtype=torch.uint8))
             >>> rec.to_animation(clear=True)  # doctest: +SKIP
         """
         frames = self.obs
@@ -524,14 +495,14 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         if directory is not None:
             wrote = self._finish_mp4(name, directory / f"{title}_{step}.mp4")
         else:
-            items, emptied = _drain_one(self._state, name)
+            items, emptied = funrec.drain(self._state, name=name)
             wrote = bool(items)
             if wrote and self.logger is not None:
                 # TorchRL passes the tag as it is, None included.
                 log_name = None if self.tag is None and title == "video" else title
                 kwargs = {k: v for k, v in self.video_kwargs.items() if k != "fps"}
                 loggers.log_video(
-                    self.logger, log_name, self._present(items)[None], step, self._fps(), **kwargs
+                    self.logger, log_name, funrec.clip(items)[None], step, self._fps(), **kwargs
                 )
             self._state = emptied
         if wrote and per_env:
@@ -605,8 +576,8 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
     def _write_held(self, name: str, writer: VideoWriter) -> None:
         """Moves the frames held for ``name`` into ``writer``: all of them, or none on error."""
-        items, emptied = _drain_one(self._state, name)
-        frames = _join(self._unwritten.get(name), self._present(items))
+        items, emptied = funrec.drain(self._state, name=name)
+        frames = _join(self._unwritten.get(name), funrec.clip(items))
         if not len(frames):
             return
         try:
@@ -626,7 +597,7 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         """Writes what is held, finishes the mp4 and moves it to ``final``."""
         writer = self._writers.get(name)
         if writer is None:
-            if self._unwritten.get(name) is None and not _drain_one(self._state, name)[0]:
+            if self._unwritten.get(name) is None and not funrec.drain(self._state, name=name)[0]:
                 return False
             writer = self._open(name)
         try:
@@ -666,13 +637,7 @@ class VideoRecorder(torchrl.record.VideoRecorder):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if self._batch is not None:
-            self._recorder = _make_recorder(
-                self._names(),
-                self.skip,
-                self.max_frames,
-                bool(self._batch),
-                self._per_env,
-            )
+            self._recorder = self._make_recorder()
 
     def close(self) -> None:
         """Keeps streamed videos open: ``dump()`` after ``env.close()`` writes them, as TorchRL's.
@@ -683,37 +648,6 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self.tag!r}, in_keys={self.in_keys}, skip={self.skip})"
-
-
-def _make_recorder(
-    names: dict[str, tuple[NestedKey, int | None]],
-    skip: int,
-    max_frames: int | None,
-    batched: bool,
-    per_env: bool,
-) -> funrec.Recorder:
-    """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
-
-    A grid video leaves out partial resets (the other tiles did not move); a
-    per-env video takes its sub-env out of the batch and only its own resets.
-    """
-    recorders = {}
-    for name, (key, env) in names.items():
-        rec = funrec.frames(key, skip=skip, max_frames=max_frames)
-        if per_env:
-            rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
-        elif batched:
-            rec = funrec.when(resets_all, rec)
-        recorders[name] = rec
-    return funrec.named(**recorders)
-
-
-def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], NamedState]:
-    """Drains the video ``name`` of a ``named`` state, leaving the others."""
-    index = state.names.index(name)
-    items, emptied = funrec.drain(state.states[index])
-    states = (*state.states[:index], emptied, *state.states[index + 1 :])
-    return items, NamedState(state.names, states)
 
 
 def _join(first: torch.Tensor | None, second: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ TensorDict steps stream into a :class:`TrajectoryWriter` store and come back wit
 Unfinished writes stay in partial files beside their target (:func:`partials`).
 """
 
-from funrec.writers._files import WriterError, check_fps, partials, sidecar_path
+from funrec.writers._files import WriterError, check_fps, partials, save, sidecar_path
 from funrec.writers.directory import VideoDirectory
 from funrec.writers.drained import write_drained
 from funrec.writers.trajectory import TrajectoryWriter, episode, load
@@ -26,6 +26,7 @@ __all__ = [
     "open_video",
     "partials",
     "read_video",
+    "save",
     "sidecar_path",
     "write_drained",
 ]

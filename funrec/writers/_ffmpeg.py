@@ -58,12 +58,15 @@ def encode_args(
         out += ["-pix_fmt", "yuv420p", "-g", keyint, "-movflags", _FRAGMENTED]
         out += ["-flush_packets", "1", "-f", "mp4"]  # each fragment reaches the disk
     elif format == "gif":
-        # One palette per frame: streams (no whole-video buffering) and stays sharp.
+        # One palette per frame: streams (no whole-video buffering) and stays sharp. Each
+        # frame is stored whole: the encoder's diffing against the previous frame compares
+        # palette indices, which mean other colours under another palette.
         palette = (
             "split[a][b];[a]palettegen=stats_mode=single:reserve_transparent=0[p];"
             "[b][p]paletteuse=new=1"
         )
-        out = ["-vf", palette, "-flush_packets", "1", "-f", "gif"]
+        out = ["-vf", palette, "-gifflags", "-offsetting-transdiff", "-flush_packets", "1"]
+        out += ["-f", "gif"]
     else:  # png: 000000.png, 000001.png, ... each written whole, then renamed into place
         out = ["-f", "image2", "-start_number", "0", "-atomic_writing", "1"]
     rate = str(Fraction(fps).limit_denominator(1001))
@@ -175,6 +178,7 @@ class WholeFrames:
         self.offset = 0
         self.samples: int | None = None  # of the last moof, waiting for its mdat
         self.fragmented = True
+        self.size = 0  # of the file when last read
 
     def count(self) -> int | None:
         """The number of whole frames in the file now."""
@@ -183,8 +187,11 @@ class WholeFrames:
                 self.frames += 1
         elif self.format in ("mp4", "gif"):
             try:
-                with open(self.path, "rb") as file:
-                    (self._mp4 if self.format == "mp4" else self._gif)(file)
+                size = os.stat(self.path).st_size
+                if size != self.size:  # read only when the file grew
+                    self.size = size
+                    with open(self.path, "rb") as file:
+                        (self._mp4 if self.format == "mp4" else self._gif)(file)
             except FileNotFoundError:
                 pass
         return self.frames if self.fragmented else None

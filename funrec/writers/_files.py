@@ -163,6 +163,56 @@ def _create(path: Path, name: Any, directory: bool) -> Path:
         ) from err
 
 
+def save_beside(obj: Any, path: Path) -> Path:
+    """``torch.save`` s ``obj`` under a fresh temporary name beside ``path``; returns that name.
+
+    Rename it onto ``path`` with :func:`replace` (or :func:`finish`) to publish it whole.
+
+    Raises:
+      WriterError: the save failed (e.g. a full disk); the temporary file is removed.
+    """
+    temp = temp_beside(path)
+    try:
+        torch.save(obj, temp)
+    except (RuntimeError, OSError) as err:  # RuntimeError: how torch.save reports a failed write
+        temp.unlink(missing_ok=True)
+        raise WriterError(
+            f"cannot write {str(path)!r}: torch.save failed ({err}); is the disk full?"
+        ) from err
+    return temp
+
+
+def save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` s ``obj`` to ``path`` atomically: the file appears whole or not at all.
+
+    The bytes go to a unique temporary name beside ``path``, renamed onto it once
+    saved; a concurrent save to the same path never mixes with this one.
+
+    Args:
+      obj: anything ``torch.save`` takes.
+      path: the file to write (replaced if it exists).
+
+    Returns:
+      ``path``.
+
+    Raises:
+      WriterError: the save failed (e.g. a full disk); ``path`` is as it was.
+
+    Example:
+      >>> import torch
+      >>> save(torch.ones(2), "/tmp/funrec-doc-save.t").name
+      'funrec-doc-save.t'
+    """
+    path = Path(path)
+    temp = save_beside(obj, path)
+    try:
+        replace(temp, path)
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        raise WriterError(f"cannot write {str(path)!r}: {err.strerror or err}.") from err
+    return path
+
+
 def replace(source: Path, path: Path) -> None:
     """Moves ``source`` to ``path`` in one rename; a directory replaces a directory whole."""
     if source.is_dir() and path.is_dir() and not path.is_symlink():

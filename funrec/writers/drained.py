@@ -70,21 +70,20 @@ def _write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
                 f"write_drained(): a dict of writers needs a named(...) state, got "
                 f"{type(state).__name__}; pass one writer."
             )
-        unknown = set(writer) - set(state.names)
+        unknown = set(writer) - set(state)
         if unknown:
             raise KeyError(
-                f"write_drained(): no recorder named {sorted(unknown)} in named({state.names}); "
-                "use the names given to funrec.named(...)."
+                f"write_drained(): no recorder named {sorted(unknown)} in "
+                f"named({', '.join(state)}); use the names given to funrec.named(...)."
             )
-        states = list(state.states)
-        for i, name in enumerate(state.names):
-            if name in writer:
-                try:
-                    states[i] = _write_drained(states[i], writer[name])
-                except WriterError as err:  # the writers before this one took their items
-                    err.state = state._replace(states=tuple(states))
-                    raise
-        return state._replace(states=tuple(states))
+        done: dict[str, Any] = {}
+        for name, sub in writer.items():
+            try:
+                done[name] = _write_drained(state[name], sub)
+            except WriterError as err:  # the writers before this one took their items
+                err.state = state.replace(**done)
+                raise
+        return state.replace(**done)
     items, drained = funrec.drain(state)
     if isinstance(items, dict):
         raise TypeError(
@@ -99,8 +98,7 @@ def _write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     if isinstance(writer, VideoWriter):
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
         if items:
-            frames = funrec.stack_frames(items)
-            writer.write(funrec.grid(frames.flatten(1, -4)) if frames.ndim > 4 else frames)
+            writer.write(funrec.clip(items))
     elif isinstance(writer, TrajectoryWriter):
         if items:
             writer.extend(torch.stack(items))

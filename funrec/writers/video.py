@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import tempfile
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +49,7 @@ from funrec.writers._files import (
     funrec_version,
     partial_beside,
     remove,
+    save_beside,
     sidecar_path,
     temp_beside,
     write_json,
@@ -58,6 +60,7 @@ __all__ = ["FORMATS", "VideoWriter", "iter_video", "open_video", "read_video"]
 FORMATS = ("mp4", "gif", "png", "pt", "memmap")
 _SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".pt": "pt", ".memmap": "memmap"}
 _CHUNK = 64  # frames decoded at a time
+_QUEUE_BYTES = 4 << 20  # frames taken but not handed on yet: write() waits beyond this
 
 
 def open_video(
@@ -165,8 +168,8 @@ class VideoWriter:
     def write(self, frames: torch.Tensor) -> None:
         """Takes frames for the video: all of them, or none if it raises.
 
-        Returns once the previous call's frames are in ffmpeg's (or the file's)
-        hands; blocks while ffmpeg is behind, never drops.
+        Returns once they are queued for the writer's thread; waits while more than
+        4 MB of frames are queued (ffmpeg is behind), never drops.
 
         Args:
           frames: uint8 ``[3, H, W]`` or ``[T, 3, H, W]`` (``C == 1`` is repeated to
@@ -194,8 +197,8 @@ class VideoWriter:
     def flush(self) -> None:
         """Blocks until every frame taken is in ffmpeg's hands (pt/memmap: in the file).
 
-        ``write`` returns as soon as the previous call's frames are handed on; a
-        process killed right after it may lose the frames of its last call. After
+        ``write`` returns once its frames are queued: a process killed right after
+        it may lose the frames still queued (at most 4 MB, the newest). After
         ``flush``, a killed Python process loses none (ffmpeg finishes the partial).
 
         Raises:
@@ -225,14 +228,15 @@ class VideoWriter:
             return self._final
         target = self.path if path is None else self._check_target(Path(path))
         stream = self._stream
-        self._closed = True
         if stream is None:
+            self._closed = True
             return None
-        try:
+        try:  # a Ctrl-C in here leaves the writer open: close() again carries on
             finished = stream.finish()
             finish(finished, target, self._sidecar(finished, complete=True))
         except (OSError, WriterError) as err:
             self._fail(err)
+        self._closed = True
         assert self.partial is not None
         if finished != self.partial:  # .pt: saved from the raw partial, now redundant
             remove(self.partial)
@@ -466,15 +470,8 @@ class _RawSink:
         self.fd = -1
         if self.format == "memmap":
             return self.path
-        frames = self.whole_frames()
         raw = torch.from_file(str(self.path), size=self.bytes, dtype=torch.uint8)
-        temp = temp_beside(self.target)
-        try:
-            torch.save(raw.view(1, frames, 3, *self.size), temp)
-        except (RuntimeError, OSError) as err:  # how torch.save reports a failed write
-            temp.unlink(missing_ok=True)
-            raise WriterError(f"torch.save could not write (is the disk full?): {err}") from err
-        return temp
+        return save_beside(raw.view(1, self.whole_frames(), 3, *self.size), self.target)
 
     def abort(self) -> None:
         if self.fd >= 0:
@@ -511,8 +508,8 @@ class _Stream:
         return self.written + len(self.pending) + self.handed_back
 
     def put(self, batch: torch.Tensor) -> bool:
-        """Queues copies of ``batch`` once the sink has everything before; False after a failure."""
-        if not self.flush():
+        """Queues copies of ``batch`` (waiting while the queue is full); False after a failure."""
+        if not self._wait(lambda: self._unsent_bytes() < _QUEUE_BYTES):
             return False
         buffers = [self._copy(frame) for frame in batch]
         with self.cond:
@@ -560,11 +557,17 @@ class _Stream:
 
     def flush(self) -> bool:
         """Waits until the sink has every frame taken; False after a failure."""
+        return self._wait(lambda: self.sent == len(self.pending))
+
+    def _wait(self, ready: Callable[[], bool]) -> bool:
         with self.cond:
-            while self.sent < len(self.pending) and self.error is None:
+            while not ready() and self.error is None:
                 self.cond.notify_all()  # in case a Ctrl-C came between queueing and notifying
                 self.cond.wait()
             return self.error is None
+
+    def _unsent_bytes(self) -> int:
+        return (len(self.pending) - self.sent) * math.prod(self.shape)
 
     def _run(self) -> None:
         while True:
