@@ -80,7 +80,7 @@ def where_every_frame_is(err: WriterError, state=None) -> torch.Tensor:
     state = err.state if err.state is not None else state
     if state is not None:
         parts.append(funrec.video(state))
-    return torch.cat(parts)
+    return torch.cat([part for part in parts if len(part)])
 
 
 UNWRITABLE = ["v.mp4", "v.gif", "v.pt", "v.memmap", "frames"]

@@ -104,7 +104,7 @@ def decode(path: Path, format: str, limit: int | None, chunk: int) -> Iterator[t
             if header is not None:
                 size, (height, width) = header
                 buffer = torch.empty(chunk, height, width, 3, dtype=torch.uint8)
-                raw = memoryview(buffer.numpy()).cast("B")
+                raw = buffer.numpy().data.cast("B")
                 frame_bytes = height * width * 3
                 next_header = memoryview(bytearray(size))
                 n, more = 0, True
@@ -130,7 +130,8 @@ def decode(path: Path, format: str, limit: int | None, chunk: int) -> Iterator[t
 
 def _pam_header(stream: IO[bytes]) -> tuple[int, tuple[int, int]] | None:
     """Reads the first PAM header: (its length in bytes, (height, width)); None at EOF."""
-    lines, size = {}, 0
+    lines: dict[bytes, bytes] = {}
+    size = 0
     while True:
         line = stream.readline()
         if not line:

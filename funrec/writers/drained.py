@@ -111,7 +111,9 @@ def _write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
 
 
 def _frames_metadata(state: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {"counts": funrec.counts(state)._asdict()}
+    counts = funrec.counts(state)
+    assert isinstance(counts, funrec.Counts)  # one stream's state, not a named one
+    info: dict[str, Any] = {"counts": counts._asdict()}
     while isinstance(state, funrec.GateState):
         state = state.inner
     if getattr(state, "layout", None) is not None:

@@ -201,8 +201,7 @@ class TrajectoryWriter:
                     for entry, writer in enumerate(writers):
                         writer.write(frames[:, entry])
                 for key, value in rows.items():
-                    data = memoryview(value.reshape(-1).view(torch.uint8).numpy())
-                    self._files[key].write(data)
+                    self._files[key].write(value.reshape(-1).view(torch.uint8).numpy().data)
             except (OSError, WriterError) as err:
                 self._abandon()
                 cause = getattr(err, "strerror", None) or err
@@ -316,6 +315,7 @@ class TrajectoryWriter:
             )
         if self._batch is None:
             self._start(batch, rows)
+        assert self._batch is not None
         if batch != self._batch or rows.keys() != self._user_keys():
             raise ValueError(
                 f"{str(self.path)!r}: this step has batch size {tuple(batch)} and keys "
@@ -560,8 +560,7 @@ def load(path: str | Path) -> TensorDict:
             str(Path(*key[:-1], f"{key[-1]}.{i}.mp4")) for i in range(math.prod(batch))
         ]
         videos[name] = _decode_videos([path / file for file in files], info["order"], batch)
-        # after a crash, ffmpeg may trail the commits
-        steps = min(steps, 0 if videos[name] is None else len(videos[name]))
+        steps = min(steps, len(videos[name]))  # after a crash, ffmpeg may trail the commits
     td = TensorDict({}, batch_size=[steps, *batch])
     for leaf in index["leaves"]:
         key = tuple(leaf["key"])
@@ -578,12 +577,15 @@ def load(path: str | Path) -> TensorDict:
     return td
 
 
-def _decode_videos(files: list[Path], order: str, batch: list[int]) -> torch.Tensor | None:
-    """The videos of one key, decoded: uint8 ``[F, *batch, *image]`` in the stored order."""
-    videos = [read_video(file) if file.exists() else None for file in files]
-    frames = min(0 if video is None else len(video) for video in videos)
+def _decode_videos(files: list[Path], order: str, batch: list[int]) -> torch.Tensor:
+    """The videos of one key, decoded: uint8 ``[F, *batch, *image]`` in the stored order.
+
+    ``F`` is the fewest frames of any of them (0 when a file is missing: no frame yet).
+    """
+    videos = [read_video(file) if file.exists() else torch.empty(0) for file in files]
+    frames = min(len(video) for video in videos)
     if frames == 0:
-        return None
+        return torch.empty(0, dtype=torch.uint8)
     stacked = torch.stack([video[:frames] for video in videos], dim=1)  # [F, count, 3, H, W]
     if order == "HWC":
         stacked = stacked.permute(0, 1, 3, 4, 2)

@@ -578,7 +578,7 @@ class _Stream:
                     return
                 buffer = self.pending[self.sent]
             try:
-                self.sink.send(memoryview(buffer.numpy()).cast("B"))
+                self.sink.send(buffer.numpy().data.cast("B"))
                 written = self.sink.whole_frames()
             except BaseException as err:  # reported in the caller's thread
                 with self.cond:
@@ -698,15 +698,16 @@ class _Source:
     def __init__(self, path: Path) -> None:
         self.path = path
         info = _trusted_sidecar(path)
-        self.format = info.get("format") or (
-            "png" if path.is_dir() else _SUFFIXES.get(path.suffix.lower())
-        )
+        format = info.get("format")
+        if format is None:
+            format = "png" if path.is_dir() else _SUFFIXES.get(path.suffix.lower())
         self.height, self.width = info.get("height"), info.get("width")
-        if self.format not in FORMATS:
+        if format not in FORMATS:
             raise ValueError(
                 f"read_video({str(path)!r}): unknown format; expected a .mp4/.gif/.pt/.memmap "
                 "file, a png folder, or a funrec sidecar next to it."
             )
+        self.format: str = format
         if not path.exists():
             if info.get("complete") is False and self.format == "mp4":
                 self.count = 0  # killed before ffmpeg created the file
