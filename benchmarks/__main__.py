@@ -31,6 +31,7 @@ SCENARIOS = (
     "cartpole",
     "dump_latency",
     "gym_record_video",
+    "rollout_memory",
 )
 PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 import torch
 from funrec_torchrl import TensorDictRecorder
 from test_torchrl_envs import StampEnv, stamp_envs
 from torchrl.envs import TransformedEnv, check_env_specs
 
 import funrec
+from funrec.writers import WriterError
 
 
 def load(path) -> torch.Tensor:
@@ -69,3 +71,21 @@ def test_pickles_with_its_state_and_check_env_specs_passes(tmp_path):
     assert copy.state == env.transform.state
     copy.dump()
     assert load(tmp_path / "run_tensordict.t").batch_size[0] == funrec.counts(copy.state).recorded
+
+
+def test_dump_is_atomic_and_a_failed_dump_keeps_the_tensordicts(tmp_path):
+    other = tmp_path / "run_tensordict.t.tmp"
+    other.write_bytes(b"another process's temporary file")
+    env = TransformedEnv(StampEnv(), TensorDictRecorder(str(tmp_path / "run"), skip=1))
+    env.rollout(5)
+    blocker = tmp_path / "run_tensordict.t"
+    blocker.mkdir()  # the rename cannot replace a directory: the dump fails
+    with pytest.raises(WriterError, match=r"run_tensordict\.t.*Is a directory"):
+        env.transform.dump()
+    assert funrec.counts(env.transform.state).recorded == 5
+    assert len(funrec.trajectory(env.transform.state)) == 5  # still held
+    blocker.rmdir()
+    env.transform.dump()
+    assert load(tmp_path / "run_tensordict.t").batch_size == (5,)
+    assert other.read_bytes() == b"another process's temporary file"  # never clobbered
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_tensordict.t", other.name]

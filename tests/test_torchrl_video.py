@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from faults import ffmpeg_writing, fragments, wait_for
 from funrec_torchrl import PixelRenderTransform, VideoRecorder
 from tensordict import TensorDict
 from test_torchrl_envs import HEIGHT, WIDTH, StampEnv, counter_of, env_of, stamp, stamp_envs
@@ -116,22 +116,27 @@ def test_mp4_is_streamed_and_dump_names_it_like_csvlogger(tmp_path):
     assert all(abs(counter_of(f) - i) <= 4 for i, f in enumerate(video))
 
 
-def test_a_failed_mp4_write_keeps_the_frames_and_a_retry_works(tmp_path):
+def test_a_failed_stream_keeps_every_frame_in_the_partial_or_for_dump(tmp_path):
     logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
     videos = tmp_path / "exp" / "videos"
-    blocker = videos / "run.partial.mp4"
-    blocker.mkdir(parents=True)  # ffmpeg cannot write a file where a directory is
-    env = TransformedEnv(StampEnv(), VideoRecorder(logger, "run"))
-    with pytest.warns(RuntimeWarning, match="streaming video 'run' failed"):
-        env.rollout(7)
-    assert counters(env.transform.videos()["run"]) == list(range(8))
-    with pytest.raises(Exception, match=r"run\.partial\.mp4"):
-        env.transform.dump()
-    assert counters(env.transform.videos()["run"]) == list(range(8))
-    shutil.rmtree(blocker)
-    env.transform.dump(step=0)
-    assert read_video(videos / "run_0.mp4").shape[0] == 8
+    env = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    env.rollout(29)  # frames 0..29 streamed
+    writer = env.transform._writers["run"]
+    writer.flush()
+    wait_for(lambda: fragments(writer.partial) >= 1, "a complete mp4 fragment")
+    ffmpeg_writing(writer.partial).kill()
+    with pytest.warns(RuntimeWarning, match=r"streaming video 'run' failed.*-9.*partial"):
+        env.rollout(9)  # frames 30..39: the writer finds ffmpeg dead and hands frames back
+    in_partial = read_video(writer.partial)  # what ffmpeg wrote before it died stays
+    assert 1 <= len(in_partial) < 40
+    held = env.transform.videos()["run"]  # the rest: handed back or never written
+    assert counters(held) == list(range(len(in_partial), 40))
+    env.transform.dump()
+    final = read_video(videos / "run_0.mp4")
+    assert len(final) == 40 - len(in_partial)
+    assert all(abs(counter_of(f) - i) <= 4 for i, f in enumerate(final, len(in_partial)))
     assert env.transform.videos()["run"].shape[0] == 0
+    assert env.transform.counts()["run"] == funrec.Counts(40, 40, 0, 0)
 
 
 def test_grid_tiles_the_batch_and_skips_partial_resets():
@@ -334,3 +339,36 @@ def test_a_bad_frame_raises_and_keeps_what_was_recorded():
     with pytest.raises(funrec.LayoutError, match="pixels"):
         recorder(TensorDict({"pixels": bad}))
     assert counters(recorder.videos()["run"]) == [0, 1, 2]
+
+
+def test_dump_after_env_close_writes_the_video_as_torchrl_does(tmp_path):
+    logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
+    env = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    env.rollout(7)
+    env.close()  # TorchRL's order: close the env, then dump
+    env.transform.dump()
+    video = read_video(tmp_path / "exp" / "videos" / "run_0.mp4")
+    assert len(video) == 8
+    assert all(abs(counter_of(f) - i) <= 4 for i, f in enumerate(video))
+
+
+def test_two_recorders_with_one_logger_and_tag_are_refused_at_the_first_frame(tmp_path):
+    logger = CSVLogger("exp", log_dir=str(tmp_path), video_format="mp4")
+    first = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    second = TransformedEnv(StampEnv(), VideoRecorder(logger, "run", fps=10))
+    first.rollout(5)
+    with pytest.raises(funrec.RecorderError, match=r"another VideoRecorder.*'run'.*own tag"):
+        second.rollout(5)
+    first.rollout(4)  # the first recorder's video is untouched
+    first.transform.dump()
+    video = read_video(tmp_path / "exp" / "videos" / "run_0.mp4")
+    assert [abs(counter_of(f) - i) <= 4 for i, f in enumerate(video)] == [True] * 11
+    second.rollout(2)  # once the first one has dumped, the name is free again
+    second.transform.dump(step=1)
+    assert len(read_video(tmp_path / "exp" / "videos" / "run_1.mp4")) >= 3
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("inf"), "30"])
+def test_a_bad_fps_is_refused_at_construction(fps):
+    with pytest.raises(ValueError, match="VideoRecorder: fps="):
+        VideoRecorder(None, "run", fps=fps)

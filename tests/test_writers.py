@@ -3,6 +3,7 @@
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,9 +12,11 @@ from tensordict import TensorDict
 
 import funrec
 from funrec.writers import (
+    TrajectoryWriter,
     VideoDirectory,
     WriterError,
     open_video,
+    partials,
     read_video,
     sidecar_path,
     write_drained,
@@ -156,6 +159,17 @@ def test_gif_is_exact_on_few_colours_and_close_on_gradients(tmp_path):
     assert decoded.shape == smooth.shape and mae(decoded, smooth) <= 6
 
 
+def test_gif_frames_are_stored_whole_whatever_came_before(tmp_path):
+    # A palette per frame: black after red is palette index 0 in both frames, so an encoder
+    # diffing indices against the previous frame would leave the red there.
+    video = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    video[1, 0] = 200
+    video[3, :, :8] = 90
+    with open_video(tmp_path / "v.gif", fps=10) as writer:
+        writer.write(video)
+    assert torch.equal(read_video(tmp_path / "v.gif"), video)
+
+
 def test_grayscale_frames_are_repeated_to_rgb(tmp_path):
     gray = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
     with open_video(tmp_path / "g.pt") as writer:
@@ -175,16 +189,32 @@ def test_sidecar_records_metadata_and_version(tmp_path):
     assert info["funrec_version"] == funrec.__version__
 
 
-def test_atomic_formats_leave_nothing_under_the_final_name_until_close(tmp_path):
-    for name in ("a.gif", "a.pt", "a.memmap", "a_png"):
+def test_every_format_writes_a_partial_and_renames_it_on_close(tmp_path):
+    for name in ("a.mp4", "a.gif", "a.pt", "a.memmap", "a_png"):
         path = tmp_path / name
         writer = open_video(path, format="png" if name == "a_png" else None)
         writer.write(blocks(3))
+        writer.flush()
         assert not path.exists() and not sidecar_path(path).exists()
-        writer.close()
+        assert partials(path) == [writer.partial]
+        assert json.loads(sidecar_path(writer.partial).read_text())["complete"] is False
+        assert len(read_video(writer.partial)) <= 3  # readable while it is written
+        assert writer.close() == path
         assert read_video(path).shape[0] == 3
+        assert partials(path) == [] and writer.partial is None
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_close_can_name_the_video_once_it_is_finished(tmp_path):
+    writer = open_video(tmp_path / "run.mp4", fps=10)
+    writer.write(blocks(4))
+    with pytest.raises(ValueError, match=r"close\(path=.*\.gif.*\.mp4 suffix"):
+        writer.close(path=tmp_path / "run_0.gif")
+    assert writer.close(path=tmp_path / "run_0.mp4") == tmp_path / "run_0.mp4"
+    assert read_video(tmp_path / "run_0.mp4").shape == (4, 3, 64, 96)
+    assert json.loads(sidecar_path(tmp_path / "run_0.mp4").read_text())["frames"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_0.mp4", "run_0.mp4.json"]
 
 
 def test_rewriting_a_path_replaces_the_old_video(tmp_path):
@@ -443,3 +473,47 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     assert mode(tmp_path / "v.pt") == mode(tmp_path / "plain")
     assert mode(sidecar_path(tmp_path / "v.pt")) == mode(tmp_path / "plain")
     assert mode(tmp_path / "frames") == mode(tmp_path / "plain_dir")
+
+
+# -- bad arguments fail at construction, naming the argument
+
+
+@pytest.mark.parametrize("fps", [float("inf"), float("nan"), 0, -5, 1e-9, 1e6, "30", None, True])
+def test_a_bad_fps_is_refused_at_construction_by_every_writer(tmp_path, fps):
+    with pytest.raises(ValueError, match=r"fps=.*frame rate|fps=.*pass a number"):
+        open_video(tmp_path / "v.mp4", fps=fps)
+    with pytest.raises(ValueError, match="fps="):
+        VideoDirectory(tmp_path / "exp", fps=fps)
+    with pytest.raises(ValueError, match="fps="):
+        VideoDirectory(tmp_path / "exp").log_video("x", blocks(2), fps=fps)
+    with pytest.raises(ValueError, match="fps="):
+        TrajectoryWriter(tmp_path / "traj", fps=fps)
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "traj").exists()
+
+
+@pytest.mark.parametrize(
+    "fps", [12, 12.0, np.float32(12), np.int64(12), torch.tensor(12), torch.tensor(12.0)]
+)
+def test_fps_takes_any_real_scalar_alike(tmp_path, fps):
+    with open_video(tmp_path / "v.mp4", fps=fps) as writer:
+        writer.write(blocks(2))
+    assert json.loads(sidecar_path(tmp_path / "v.mp4").read_text())["fps"] == 12.0
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("first_chunk", 0),
+        ("first_chunk", -1),
+        ("first_chunk", 2.5),
+        ("max_chunk_bytes", 0),
+        ("commit_steps", 0),
+        ("commit_seconds", 0),
+        ("commit_seconds", float("inf")),
+        ("video_layout", "BGR"),
+    ],
+)
+def test_a_bad_trajectory_writer_argument_is_refused_at_construction(tmp_path, argument, value):
+    with pytest.raises(ValueError, match=rf"{argument}={value!r}"):
+        TrajectoryWriter(tmp_path / "traj", **{argument: value})
+    assert not (tmp_path / "traj").exists()

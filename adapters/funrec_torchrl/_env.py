@@ -5,12 +5,16 @@ from __future__ import annotations
 import atexit
 import gc
 import multiprocessing.util
+import sys
+from copy import copy
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.envs import EnvBase, ParallelEnv, TransformedEnv
+from torchrl.envs import EnvBase, ParallelEnv, SerialEnv, TransformedEnv, batched_envs
 from torchrl.envs.batched_envs import BatchedEnvBase
+
+_BATCHED_FILE = batched_envs.__file__
 
 RESET_MARK = "_funrec_reset"
 """Key under which the transforms hand a reset TensorDict to their recorder.
@@ -71,21 +75,75 @@ def pick_env(index: int) -> Any:
 def render_fps(env: EnvBase | None) -> float | None:
     """The env's ``metadata["render_fps"]`` (gymnasium), or None when it has none.
 
+    A batched env (``SerialEnv``/``ParallelEnv``) answers with its sub-envs'
+    frame rate when they all agree (a started ParallelEnv asks its workers).
+
     Args:
         env: the transform's parent env (transforms are looked through).
 
     Returns:
-        The frame rate the env renders at, or None (batched envs, envs without metadata).
+        The frame rate the env renders at, or None (envs without metadata,
+        sub-envs that disagree, a batched env that is not started).
     """
     env = _unwrap(env)
-    if env is None or isinstance(env, BatchedEnvBase):
+    if env is None:
         return None
     try:
-        metadata = env.metadata
+        if isinstance(env, BatchedEnvBase):
+            if env.is_closed:
+                return None
+            metadata = list(env.metadata)  # one entry per sub-env
+        else:
+            metadata = [env.metadata]
     except Exception:  # TorchRL envs forward unknown attributes to their backend
         return None
-    fps = metadata.get("render_fps") if isinstance(metadata, dict) else None
+    rates = {m.get("render_fps") if isinstance(m, dict) else None for m in metadata}
+    fps = rates.pop() if len(rates) == 1 else None
     return float(fps) if fps else None
+
+
+def worker_index() -> int | None:
+    """The index of the batched-env worker whose env is being built, else None.
+
+    TorchRL does not tell a worker env its index, so it is read from the call
+    stack of TorchRL's own worker set-up: a ``ParallelEnv`` worker process
+    builds its env inside its worker function (argument ``worker_idx``), a
+    ``SerialEnv`` builds its envs in ``_start_workers`` (loop index ``idx``).
+    Call it while the env is being built (a transform's constructor).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code, local = frame.f_code, frame.f_locals
+        if code.co_filename == _BATCHED_FILE:
+            if code.co_name.startswith("_run_worker") and local.get("worker_idx") is not None:
+                return int(local["worker_idx"])
+            if code.co_name == "_start_workers" and isinstance(local.get("self"), SerialEnv):
+                return int(local["idx"]) if "idx" in local else None
+        frame = frame.f_back
+    return None
+
+
+def detached_copy(transform: Any) -> Any:
+    """A shallow copy of a transform, out of its env, made without pickling.
+
+    ``Transform.clone`` copies through ``__getstate__``, which a recorder that
+    is writing files refuses; the recorders build their ``clone()`` on this
+    and then reset what must not be shared (held items, open writers).
+
+    Args:
+        transform: an ``nn.Module`` transform.
+
+    Returns:
+        A new instance whose ``__dict__`` is a copy of ``transform``'s, with
+        its own module/parameter/buffer tables and no container or parent.
+    """
+    clone = type(transform).__new__(type(transform))
+    state = dict(transform.__dict__)
+    for name in ("_parameters", "_buffers", "_modules"):
+        state[name] = copy(state[name])
+    state.update(_container=None, _parent=None)
+    clone.__dict__.update(state)
+    return clone
 
 
 def stop_orphaned_workers() -> None:

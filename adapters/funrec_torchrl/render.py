@@ -13,13 +13,17 @@ from torchrl._utils import _can_be_pickled
 from torchrl.data.tensor_specs import NonTensor, TensorSpec, Unbounded
 from torchrl.data.utils import CloudpickleWrapper
 from torchrl.envs import EnvBase
+from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Transform
+from torchrl.record import PixelRenderTransform as TorchRLPixelRenderTransform
+
+from funrec_torchrl._env import _unwrap
 
 
-class PixelRenderTransform(Transform):
+class PixelRenderTransform(TorchRLPixelRenderTransform):
     """Calls the parent env's ``render`` after each reset and step and stores the image.
 
-    A drop-in for TorchRL's transform that works in the three places TorchRL's
+    A drop-in for (and a subclass of) TorchRL's transform that works in the three places TorchRL's
     documentation shows: on a single env, inside ``ParallelEnv`` workers (one
     image per worker, stacked by the ParallelEnv), and appended to an outer
     ``ParallelEnv``/``SerialEnv``, whose ``render()`` returns one image per
@@ -60,13 +64,14 @@ class PixelRenderTransform(Transform):
         elif isinstance(out_keys, (str, tuple)):
             out_keys = [out_keys]
         if len(out_keys) != 1:
-            raise ValueError(
+            raise RuntimeError(
                 f"PixelRenderTransform writes one key; got out_keys={out_keys}. Use one "
                 "transform per render method."
             )
         if preproc is not None and not _can_be_pickled(preproc):
             preproc = CloudpickleWrapper(preproc)
-        super().__init__(in_keys=[], out_keys=out_keys)
+        # TorchRL's __init__ is replaced, not extended: the base Transform's is the one needed.
+        Transform.__init__(self, in_keys=[], out_keys=out_keys)
         self.preproc = preproc
         self.as_non_tensor = as_non_tensor
         self.render_method = render_method
@@ -145,8 +150,15 @@ class PixelRenderTransform(Transform):
         return self._enabled
 
     def set_container(self, container: Transform | EnvBase) -> None:
-        super().set_container(container)
+        Transform.set_container(self, container)  # funrec's check below, not TorchRL's
         parent = self.parent
+        base = _unwrap(parent)
+        if isinstance(base, BatchedEnvBase) and base.is_closed:
+            raise RuntimeError(
+                f"PixelRenderTransform: the {type(base).__name__} is not started, so its "
+                f"workers' {self.render_method!r} cannot be reached (TorchRL recurses forever "
+                "looking for it). Call env.start() before appending the transform."
+            )
         if isinstance(parent, EnvBase):
             method = getattr(parent, self.render_method, None)
             if not callable(method):

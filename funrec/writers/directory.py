@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from funrec.writers._files import check_fps
 from funrec.writers.video import FORMATS, open_video
 
 __all__ = ["VideoDirectory"]
@@ -24,7 +25,7 @@ class VideoDirectory:
       root: the experiment directory (created if missing).
       format: ``"mp4"`` (default), ``"gif"``, ``"png"`` (a folder per video),
         ``"pt"`` or ``"memmap"``.
-      fps: frames per second, unless a ``log_video`` call passes ``fps=``.
+      fps: frames per second (in [0.001, 1000]), unless a ``log_video`` call passes ``fps=``.
       **video_kwargs: defaults for :func:`open_video` (``crf``, ``preset``,
         ``codec``, ``metadata``).
 
@@ -42,6 +43,7 @@ class VideoDirectory:
     ) -> None:
         if format not in FORMATS:
             raise ValueError(f"VideoDirectory: format={format!r}; use one of {FORMATS}.")
+        fps = check_fps(fps, f"VideoDirectory({str(root)!r})")
         self.root = Path(root)
         self.format = format
         self.video_kwargs = {"fps": fps, **video_kwargs}

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 import funrec
+from funrec.writers._files import WriterError
 from funrec.writers.trajectory import TrajectoryWriter
 from funrec.writers.video import VideoWriter
 
@@ -27,9 +28,11 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     A ``named(...)`` state takes a dict ``name -> writer``; names without a
     writer keep their items.
 
-    If writing fails, the error propagates and the caller's ``state`` still holds
-    every item: retry with another writer, nothing is lost (items a failed writer
-    had already taken may then be written twice).
+    A writer takes all the items of a call or none, so if writing fails, the
+    :class:`WriterError` says where every item is: the ones taken before are in
+    its ``path`` (``written`` frames) or in ``err.unwritten``, and this call's
+    are still in ``state``, which the error also carries as ``err.state`` (in case
+    the caller passed ``rec.step(...)`` inline). Nothing is lost.
 
     Args:
       state: a recorder state (``frames()``, ``tensordicts()``, gated, or named).
@@ -52,6 +55,15 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
       >>> w.frames, len(funrec.video(state))
       (4, 0)
     """
+    try:
+        return _write_drained(state, writer)
+    except WriterError as err:
+        if err.state is None:
+            err.state = state
+        raise
+
+
+def _write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     if isinstance(writer, Mapping):
         if not isinstance(state, funrec.NamedState):
             raise TypeError(
@@ -64,7 +76,14 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
                 f"write_drained(): no recorder named {sorted(unknown)} in "
                 f"named({', '.join(state)}); use the names given to funrec.named(...)."
             )
-        return state.replace(**{name: write_drained(state[name], w) for name, w in writer.items()})
+        done: dict[str, Any] = {}
+        for name, sub in writer.items():
+            try:
+                done[name] = _write_drained(state[name], sub)
+            except WriterError as err:  # the writers before this one took their items
+                err.state = state.replace(**done)
+                raise
+        return state.replace(**done)
     items, drained = funrec.drain(state)
     if isinstance(items, dict):
         raise TypeError(
@@ -92,7 +111,9 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
 
 
 def _frames_metadata(state: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {"counts": funrec.counts(state)._asdict()}
+    counts = funrec.counts(state)
+    assert isinstance(counts, funrec.Counts)  # one stream's state, not a named one
+    info: dict[str, Any] = {"counts": counts._asdict()}
     while isinstance(state, funrec.GateState):
         state = state.inner
     if getattr(state, "layout", None) is not None:

@@ -4,12 +4,14 @@
 tensordict memmap directory (``<path>/next/reward.memmap``...). Files grow in
 preallocated chunks whose size doubles (64 steps, 128, ... up to 64 MiB a chunk),
 so appending costs no copy and a full disk is reported when a chunk is
-allocated, before the step is written. Every time a chunk fills (and on
-``flush()``/``close()``), the writer commits: it flushes the files and rewrites
-``<path>/index.json`` atomically with the number of valid steps. A process killed
-at any moment leaves every committed step loadable. ``close()`` trims the files to
-the steps written and adds tensordict's ``meta.json`` files, so a closed store
-also opens with ``TensorDict.load_memmap``.
+allocated, before the step is written. The writer commits every ``commit_steps``
+steps, and at the latest ``commit_seconds`` after a step (and on
+``flush()``/``close()``): it flushes the files and rewrites ``<path>/index.json``
+atomically with the number of valid steps. A process killed at any moment leaves
+every committed step loadable: a crash loses at most the last ``commit_steps - 1``
+steps, none older than ``commit_seconds``. ``close()`` trims the files to the
+steps written and adds tensordict's ``meta.json`` files, so a closed store also
+opens with ``TensorDict.load_memmap``.
 
 Episodes: each step gets an int64 ``"episode"`` entry (one id per batch entry),
 starting a new id after a step whose done key is set, so episode ``i`` is
@@ -19,16 +21,18 @@ can read the store as it is.
 Image keys named in ``video_keys`` are stored as mp4 instead (one fragmented mp4
 per batch entry, frame ``t`` for step ``t``), which is lossy and many times
 smaller; :func:`load` decodes them. After a crash, ffmpeg may trail the
-commits: ``load`` then returns the steps whose frames reached the disk.
+commits (by up to a second of frames): ``load`` then returns the steps whose
+frames reached the disk.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import json
+import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,12 +40,15 @@ from typing import Any
 import torch
 from tensordict import MemoryMappedTensor, NonTensorData, NonTensorStack, TensorDict, TensorDictBase
 
-from funrec.writers._files import WriterError, funrec_version, write_json
+from funrec.layout import LayoutError, detect
+from funrec.writers._files import WriterError, check_fps, funrec_version, write_json
 from funrec.writers.video import VideoWriter, open_video, read_video
 
 __all__ = ["TrajectoryWriter", "episode", "load"]
 
 _INDEX = "index.json"
+_RESERVE = ".reserve"  # room kept free for the last commit on a full disk
+_RESERVE_BYTES = 1 << 16
 _NestedKey = str | tuple[str, ...]
 
 
@@ -54,11 +61,15 @@ class TrajectoryWriter:
         None when the steps have no episodes (one episode per batch entry).
       episode_key: where the episode id of each step is stored; None to store none.
       first_chunk: steps in the first preallocated chunk; each next chunk doubles.
-      max_chunk_bytes: upper bound on a chunk's size, which is also the most
-        a crash can lose since the last commit.
+      max_chunk_bytes: upper bound on a chunk's size.
+      commit_steps: commit at least every this many steps.
+      commit_seconds: commit at the latest this long after a step was written.
+        Together they bound what a crash can lose.
       video_keys: uint8 image keys (``[*batch, H, W, 3]`` or ``[*batch, 3, H, W]``)
         stored as mp4, one video per batch entry, frame ``t`` for step ``t``:
         lossy (see docs/writing.md for the bound) and many times smaller.
+      video_layout: ``"HWC"`` or ``"CHW"``, for video images whose shape reads
+        both ways (e.g. 3x3x3); by default read from the shape (``funrec.layout``).
       fps: frame rate of those videos (for playing them; steps map to frames 1:1).
 
     Attributes:
@@ -87,10 +98,28 @@ class TrajectoryWriter:
         episode_key: str | None = "episode",
         first_chunk: int = 64,
         max_chunk_bytes: int = 64 << 20,
+        commit_steps: int = 64,
+        commit_seconds: float = 1.0,
         video_keys: Sequence[_NestedKey] = (),
+        video_layout: str | None = None,
         fps: float = 30,
     ) -> None:
         self.path = Path(path)
+        where = f"TrajectoryWriter({str(self.path)!r})"
+        for name, value in [
+            ("first_chunk", first_chunk),
+            ("max_chunk_bytes", max_chunk_bytes),
+            ("commit_steps", commit_steps),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: {name}={value!r}; pass a positive int.")
+        if not (isinstance(commit_seconds, int | float) and 0 < commit_seconds < float("inf")):
+            raise ValueError(
+                f"{where}: commit_seconds={commit_seconds!r}; pass a positive number of seconds."
+            )
+        if video_layout not in (None, "HWC", "CHW"):
+            raise ValueError(f"{where}: video_layout={video_layout!r}; pass 'HWC', 'CHW' or None.")
+        self._fps = check_fps(fps, where)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise FileExistsError(
                 f"TrajectoryWriter: {str(self.path)!r} already exists; a store is never written "
@@ -108,17 +137,23 @@ class TrajectoryWriter:
         self.steps = 0
         self._first_chunk = first_chunk
         self._max_chunk_bytes = max_chunk_bytes
+        self._commit_steps = commit_steps
+        self._commit_seconds = float(commit_seconds)
+        self._committed = 0
+        self._timer: threading.Timer | None = None
+        self._lock = threading.RLock()  # the commit timer's thread against the caller's
         self._capacity = 0
-        self._bounds: list[int] = []  # the capacity after each chunk
+        self._chunks = 0
         self._batch: torch.Size | None = None
         self._leaves: dict[tuple[str, ...], tuple[torch.dtype, torch.Size]] = {}
         self._files: dict[tuple[str, ...], Any] = {}
         self._video_keys = [_as_tuple(key) for key in video_keys]
-        self._fps = fps
+        self._video_layout = video_layout
         self._videos: dict[tuple[str, ...], tuple[str, list[VideoWriter]]] = {}
         self._episode: torch.Tensor | None = None
         self._next_episode = 0
         self._closed = False
+        self._reserve()
         self._commit(complete=False)
 
     def append(self, td: TensorDictBase) -> None:
@@ -145,45 +180,59 @@ class TrajectoryWriter:
         self._write(td, stacked=True)
 
     def _write(self, td: TensorDictBase, *, stacked: bool) -> None:
-        if self._closed:
-            raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
-        rows = self._rows(td, stacked)
-        count = td.batch_size[0] if stacked else 1
-        if count == 0:
-            return
-        episodes, state = self._episodes(td, count)
-        if self.episode_key is not None:
-            rows[(self.episode_key,)] = episodes
-        while self.steps + count > self._capacity:
-            self._grow()
-        try:
-            for key, (order, writers) in self._videos.items():
-                value = rows.pop(key)
-                frames = value.reshape(count, -1, *value.shape[-3:])  # [T, entries, *image]
-                if order == "HWC":
-                    frames = frames.permute(0, 1, 4, 2, 3)
-                for entry, writer in enumerate(writers):
-                    writer.write(frames[:, entry])
-            for key, value in rows.items():
-                self._files[key].write(memoryview(value.reshape(-1).view(torch.uint8).numpy()))
-        except (OSError, WriterError) as err:
-            self._abandon()
-            raise WriterError(
-                f"{str(self.path)!r}: writing failed ({getattr(err, 'strerror', None) or err}); "
-                f"the store keeps the steps committed before ({_committed(self.path)}) and "
-                "loads with those; write the remaining steps to another store."
-            ) from err
-        before, self.steps = self.steps, self.steps + count
-        self._episode, self._next_episode = state
-        filled = bisect.bisect_right(self._bounds, self.steps) - bisect.bisect_right(
-            self._bounds, before
-        )
-        if filled:  # this write filled a chunk (or more): commit
-            self._commit(complete=False)
+        with self._lock:
+            if self._closed:
+                raise WriterError(f"{str(self.path)!r}: write on a closed TrajectoryWriter.")
+            rows = self._rows(td, stacked)
+            count = td.batch_size[0] if stacked else 1
+            if count == 0:
+                return
+            episodes, state = self._episodes(td, count)
+            if self.episode_key is not None:
+                rows[(self.episode_key,)] = episodes
+            while self.steps + count > self._capacity:
+                self._grow()
+            try:
+                for key, (order, writers) in self._videos.items():
+                    value = rows.pop(key)
+                    frames = value.reshape(count, -1, *value.shape[-3:])  # [T, entries, *image]
+                    if order == "HWC":
+                        frames = frames.permute(0, 1, 4, 2, 3)
+                    for entry, writer in enumerate(writers):
+                        writer.write(frames[:, entry])
+                for key, value in rows.items():
+                    self._files[key].write(value.reshape(-1).view(torch.uint8).numpy().data)
+            except (OSError, WriterError) as err:
+                self._abandon()
+                cause = getattr(err, "strerror", None) or err
+                raise WriterError(
+                    f"{str(self.path)!r}: writing failed ({cause}); "
+                    f"the store keeps the {_committed(self.path)} steps committed before and "
+                    "loads with those; write the remaining steps to another store.",
+                    path=self.path,
+                    written=_committed(self.path),
+                ) from err
+            self.steps += count
+            self._episode, self._next_episode = state
+            if self.steps - self._committed >= self._commit_steps:
+                self._commit(complete=False)
+            elif self._timer is None:
+                self._timer = threading.Timer(self._commit_seconds, self._commit_later)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _commit_later(self) -> None:
+        """The commit timer: commits the steps written since the last commit."""
+        with self._lock:
+            self._timer = None
+            if not self._closed and self.steps > self._committed:
+                with contextlib.suppress(WriterError):  # the next write or close reports it
+                    self._commit(complete=False)
 
     def _abandon(self) -> None:
         """After a failed write: release files and ffmpeg, keep the last commit as the truth."""
         self._closed = True
+        self._cancel_timer()
         for _, writers in self._videos.values():
             for writer in writers:
                 with contextlib.suppress(WriterError):
@@ -191,32 +240,43 @@ class TrajectoryWriter:
         for file in self._files.values():
             with contextlib.suppress(OSError):
                 file.close()
+        with contextlib.suppress(WriterError):  # what is written, and where the videos are
+            self._commit(complete=False)
 
     def flush(self) -> None:
         """Commits now: every step written so far survives a crash."""
-        if not self._closed:
-            self._commit(complete=False)
+        with self._lock:
+            if not self._closed:
+                self._commit(complete=False)
 
     def close(self) -> None:
         """Commits, trims the files to the steps written and marks the store complete."""
-        if self._closed:
-            return
-        self._closed = True
-        failed = None
-        for _, writers in self._videos.values():
-            for writer in writers:
-                try:
-                    writer.close()
-                except WriterError as err:  # finish the rest; the store loads what decodes
-                    failed = failed or err
-        # Trim before committing: on a full disk this frees the preallocated room first.
-        for key, file in self._files.items():
-            file.close()
-            os.truncate(self._file(key), self.steps * self._row_bytes(key))
-        self._write_tensordict_meta()
-        self._commit(complete=failed is None)
-        if failed is not None:
-            raise failed
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cancel_timer()
+            failed = None
+            for _, writers in self._videos.values():
+                for writer in writers:
+                    try:
+                        writer.close()
+                    except WriterError as err:  # finish the rest; the store loads what decodes
+                        failed = failed or err
+            # Trim before committing: on a full disk this frees the preallocated room first.
+            for key, file in self._files.items():
+                file.close()
+                os.truncate(self._file(key), self.steps * self._row_bytes(key))
+            (self.path / _RESERVE).unlink(missing_ok=True)
+            self._write_tensordict_meta()
+            self._commit(complete=failed is None)
+            if failed is not None:
+                raise failed
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def __enter__(self) -> TrajectoryWriter:
         return self
@@ -255,6 +315,7 @@ class TrajectoryWriter:
             )
         if self._batch is None:
             self._start(batch, rows)
+        assert self._batch is not None
         if batch != self._batch or rows.keys() != self._user_keys():
             raise ValueError(
                 f"{str(self.path)!r}: this step has batch size {tuple(batch)} and keys "
@@ -299,21 +360,24 @@ class TrajectoryWriter:
         self, key: tuple[str, ...], value: torch.Tensor | None, batch: torch.Size
     ) -> str:
         """``"HWC"`` or ``"CHW"``: where the channels of a video key's images are."""
-        image = value.shape[1 + len(batch) :] if value is not None else None
-        if value is None or value.dtype != torch.uint8 or image is None or len(image) != 3:
-            raise ValueError(
-                f"{str(self.path)!r}: video key {key} must hold uint8 images [*batch, H, W, 3] or "
-                f"[*batch, 3, H, W], got "
-                f"{'nothing' if value is None else f'{value.dtype} {tuple(value.shape[1:])}'}; "
-                "convert with funrec.layout.normalize, or store the key raw (no video_keys)."
-            )
-        if image[-1] == 3:
-            return "HWC"
-        if image[0] == 3:
-            return "CHW"
+        if value is None or value.dtype != torch.uint8:
+            problem = "got nothing" if value is None else f"got {value.dtype}"
+        else:
+            image = value.reshape(-1, *value.shape[1 + len(batch) :])[0]
+            problem = f"has images of shape {tuple(image.shape)}"
+            try:
+                layout = detect(image, self._video_layout)
+            except LayoutError as err:
+                problem += f": {err}"
+            else:
+                if layout.order != "HW" and layout.channels == 3:
+                    return layout.order
+                problem += f", read as {layout.describe()}"
         raise ValueError(
-            f"{str(self.path)!r}: video key {key} has images of shape {tuple(image)}, with "
-            "no 3-channel dim first or last; pass RGB images or leave the key out of video_keys."
+            f"{str(self.path)!r}: video key {key} {problem}; a video key holds uint8 RGB "
+            "images [*batch, H, W, 3] or [*batch, 3, H, W]: pass video_layout='HWC' or 'CHW' "
+            "when a shape reads both ways, convert with funrec.layout.normalize, or store the "
+            "key raw (no video_keys)."
         )
 
     def _video_file(self, key: tuple[str, ...], entry: int) -> Path:
@@ -354,22 +418,36 @@ class TrajectoryWriter:
     def _grow(self) -> None:
         """Preallocates the next chunk of every file (its size doubles, up to max_chunk_bytes)."""
         row = max(1, sum(self._row_bytes(key) for key in self._files))
-        chunk = min(self._first_chunk << len(self._bounds), max(1, self._max_chunk_bytes // row))
+        chunk = min(self._first_chunk << self._chunks, max(1, self._max_chunk_bytes // row))
         capacity = self._capacity + chunk
         try:
             for key, file in self._files.items():
                 _preallocate(file.fileno(), capacity * self._row_bytes(key))
         except OSError as err:
-            with contextlib.suppress(WriterError):  # best effort: the disk may be full
+            # The reserve makes room for this last commit (and close's) on a full disk.
+            (self.path / _RESERVE).unlink(missing_ok=True)
+            with contextlib.suppress(WriterError):
                 self._commit(complete=False)
             raise WriterError(
                 f"{str(self.path)!r}: cannot allocate room for {capacity} steps "
                 f"({err.strerror or err}); the {_committed(self.path)} steps written so far are "
                 "committed and load; close() this writer and write the remaining steps to "
-                "another disk."
+                "another disk.",
+                path=self.path,
+                written=_committed(self.path),
             ) from err
         self._capacity = capacity
-        self._bounds.append(capacity)
+        self._chunks += 1
+
+    def _reserve(self) -> None:
+        try:
+            with open(self.path / _RESERVE, "wb") as file:
+                _preallocate(file.fileno(), _RESERVE_BYTES)
+        except OSError as err:
+            raise WriterError(
+                f"TrajectoryWriter: cannot write in {str(self.path)!r} ({err.strerror or err}); "
+                "choose a directory on a disk with room."
+            ) from err
 
     def _commit(self, *, complete: bool) -> None:
         for file in self._files.values():
@@ -389,12 +467,18 @@ class TrajectoryWriter:
             "episode_key": self.episode_key,
             "episodes": self._next_episode,
             "videos": {
-                "/".join(key): {"order": order, "fps": self._fps}
-                for key, (order, _) in self._videos.items()
+                "/".join(key): {
+                    "order": order,
+                    "fps": self._fps,
+                    "files": [str((w.partial or w.path).relative_to(self.path)) for w in writers],
+                }
+                for key, (order, writers) in self._videos.items()
             },
             "funrec_version": funrec_version(),
         }
         write_json(self.path / _INDEX, index)
+        self._committed = self.steps
+        self._cancel_timer()
 
     def _write_tensordict_meta(self) -> None:
         """Writes tensordict's ``meta.json`` files so ``TensorDict.load_memmap`` opens the store."""
@@ -471,14 +555,18 @@ def load(path: str | Path) -> TensorDict:
     steps, batch = index["steps"], index["batch_size"] or []
     videos = {}
     for name, info in index.get("videos", {}).items():
-        videos[name] = _decode_videos(path, tuple(name.split("/")), info["order"], batch)
+        key = tuple(name.split("/"))
+        files = info.get("files") or [
+            str(Path(*key[:-1], f"{key[-1]}.{i}.mp4")) for i in range(math.prod(batch))
+        ]
+        videos[name] = _decode_videos([path / file for file in files], info["order"], batch)
         steps = min(steps, len(videos[name]))  # after a crash, ffmpeg may trail the commits
     td = TensorDict({}, batch_size=[steps, *batch])
     for leaf in index["leaves"]:
         key = tuple(leaf["key"])
         dtype = getattr(torch, leaf["dtype"])
         shape = [steps, *leaf["shape"]]
-        if "/".join(key) in videos:
+        if steps and "/".join(key) in videos:
             value = videos["/".join(key)][:steps]
         elif steps:
             file = path.joinpath(*key[:-1], f"{key[-1]}.memmap")
@@ -489,11 +577,15 @@ def load(path: str | Path) -> TensorDict:
     return td
 
 
-def _decode_videos(path: Path, key: tuple[str, ...], order: str, batch: list[int]) -> torch.Tensor:
-    """The videos of one key, decoded: uint8 ``[F, *batch, *image]`` in the stored order."""
-    count = int(torch.Size(batch).numel())
-    videos = [read_video(path.joinpath(*key[:-1], f"{key[-1]}.{i}.mp4")) for i in range(count)]
+def _decode_videos(files: list[Path], order: str, batch: list[int]) -> torch.Tensor:
+    """The videos of one key, decoded: uint8 ``[F, *batch, *image]`` in the stored order.
+
+    ``F`` is the fewest frames of any of them (0 when a file is missing: no frame yet).
+    """
+    videos = [read_video(file) if file.exists() else torch.empty(0) for file in files]
     frames = min(len(video) for video in videos)
+    if frames == 0:
+        return torch.empty(0, dtype=torch.uint8)
     stacked = torch.stack([video[:frames] for video in videos], dim=1)  # [F, count, 3, H, W]
     if order == "HWC":
         stacked = stacked.permute(0, 1, 3, 4, 2)
