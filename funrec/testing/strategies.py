@@ -11,7 +11,7 @@ for "any supported value". Pixel values are exact: float [0, 1] frames hold
 Example:
   >>> import funrec
   >>> from hypothesis import given
-  >>> from funrec import strategies as fst
+  >>> from funrec.testing import strategies as fst
   >>> @given(fst.rollouts(batch_size=(2,)))
   ... def test_every_frame_is_kept(steps):
   ...     assert funrec.video(funrec.fold(funrec.frames(), steps)).shape[0] == len(steps)
@@ -188,9 +188,7 @@ def images(
       >>> images(order="HWC", channels=3, dtype="uint8").example().shape[-1]
       3
     """
-    found = layouts(
-        order, channels, dtype, batch_shape, max_side=max_side, detectable=detectable
-    )
+    found = layouts(order, channels, dtype, batch_shape, max_side=max_side, detectable=detectable)
     return found.flatmap(images_for)
 
 
