@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -352,23 +351,6 @@ def test_difference_names_the_first_part_that_differs():
 
 
 # --- Packaging ---------------------------------------------------------------------------------
-
-
-def test_the_core_never_imports_the_testing_helpers_nor_hypothesis():
-    root = Path(funrec.__file__).parent
-    modules = [
-        f"funrec.{m.name}"
-        for m in pkgutil.walk_packages([str(root)])
-        if not m.name.startswith("testing")
-    ]
-    code = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('hypothesis', 'funrec.testing')))\n"
-        "assert not bad, bad\n"
-    )
-    assert "funrec.writers" in modules and "funrec.layout" in modules
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize(
