@@ -2,9 +2,9 @@
 
 import itertools
 import os
+import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -16,6 +16,7 @@ from tensordict import TensorDict
 
 import funrec
 from funrec.testing import (
+    LAWS,
     LawError,
     RecorderMachine,
     assert_accounting,
@@ -36,11 +37,18 @@ MACHINE = settings(QUICK, max_examples=8, stateful_step_count=20, report_multipl
 
 
 def reward_steps(rewards, dones=None):
+    """One-step TensorDicts holding ("next", "reward") and ("next", "done"), unbatched."""
     dones = dones or [False] * len(rewards)
     return [
         TensorDict({"next": {"reward": torch.tensor([r]), "done": torch.tensor([d])}})
         for r, d in zip(rewards, dones, strict=True)
     ]
+
+
+# Streams of rewards and done flags only: quick to draw and to shrink.
+REWARDS = st.lists(st.tuples(st.floats(-10, 10, width=32), st.booleans()), max_size=8).map(
+    lambda steps: reward_steps([r for r, _ in steps], [d for _, d in steps])
+)
 
 
 # --- Deliberately broken recorders -------------------------------------------------------------
@@ -78,16 +86,25 @@ def miscounting_every_second() -> funrec.Recorder:
     return funrec.Recorder(Kept, step)
 
 
-def losing_first_frame_after_drain() -> funrec.Recorder:
-    """frames(), except that the first frame after a drain is counted but not kept."""
-    inner = funrec.frames()
+class Clip(NamedTuple):
+    frames: tuple = ()
+    counts: funrec.Counts = funrec.Counts()
 
-    def step(state, td):
-        new = inner.step(state, td)
-        drained = len(state.items) == 0 and state.counts.recorded > 0
-        return new._replace(items=state.items) if drained else new
 
-    return funrec.Recorder(inner.init, step)
+def keeping_frames() -> funrec.Recorder:
+    """Keeps every frame, in a state whose drain is registered below."""
+
+    def step(state: Clip, td) -> Clip:
+        seen, recorded, skipped, dropped = state.counts
+        frames = (*state.frames, td["pixels"].clone())
+        return Clip(frames, funrec.Counts(seen + 1, recorded + 1, skipped, dropped))
+
+    return funrec.Recorder(Clip, step)
+
+
+@funrec.drain.register
+def _(state: Clip, name=None):
+    return state.frames[1:], state._replace(frames=())  # an off-by-one: the oldest frame is lost
 
 
 _ids = itertools.count()
@@ -137,36 +154,55 @@ def scratch_in_place() -> funrec.Recorder:
     return funrec.Recorder(lambda: Buffer([]), step)
 
 
-def caught(recorder, **kwargs) -> str:
+class Rewards(NamedTuple):
+    items: tuple = ()  # each step's reward, oldest first
+    counts: funrec.Counts = funrec.Counts()
+
+
+def rewards() -> funrec.Recorder:
+    def step(state: Rewards, td) -> Rewards:
+        seen, recorded, skipped, dropped = state.counts
+        items = (*state.items, float(td["next", "reward"].sum()))
+        return Rewards(items, funrec.Counts(seen + 1, recorded + 1, skipped, dropped))
+
+    return funrec.Recorder(Rewards, step)
+
+
+@funrec.merge.register
+def _(a: Rewards, b: Rewards) -> Rewards:
+    counts = funrec.Counts(*(x + y for x, y in zip(a.counts, b.counts, strict=True)))
+    return Rewards(b.items + a.items, counts)  # the second stream's rewards first: a bug
+
+
+def caught(recorder, rollouts=None, **kwargs) -> str:
     with pytest.raises(LawError) as err:
-        check_recorder(recorder, settings=settings(QUICK, max_examples=50), **kwargs)
+        check_recorder(recorder, rollouts, settings=settings(QUICK, max_examples=50), **kwargs)
     return str(err.value)
 
 
 def test_a_recorder_that_mutates_its_state_breaks_purity():
-    message = caught(mutating_sum())
+    message = caught(mutating_sum(), rollouts=REWARDS)
     assert message.startswith("The purity law is broken: step 0 changed the state it was given.")
     assert "state.total: 1 of 1 values differ" in message
     assert "On a stream of 1 TensorDict " in message  # shrunk to one step
 
 
 def test_a_recorder_that_does_not_count_its_skips_breaks_accounting():
-    message = caught(miscounting_every_second(), laws=["accounting"])
+    message = caught(miscounting_every_second(), REWARDS, laws=["accounting"])
     assert message.startswith("The accounting law is broken: after step 1, counts is Counts(")
     assert "seen 2 != recorded 1 + skipped 0 + dropped 0" in message
     assert "a stream of 2 TensorDicts" in message
 
 
-def test_a_recorder_that_loses_a_frame_after_a_drain_breaks_accounting():
-    message = caught(losing_first_frame_after_drain(), laws=["accounting"])
+def test_a_recorder_whose_drain_loses_a_frame_breaks_accounting():
+    message = caught(keeping_frames(), laws=["accounting"])
     assert message.startswith("The accounting law is broken: the drain ")
-    assert "handed out 0 items, but 1 was recorded since the last drain" in message
-    assert "Drains after steps [0]" in message
-    assert "a stream of 2 TensorDicts" in message
+    out, recorded = re.search(r"handed out (\d+) items?, but (\d+) w", message).groups()
+    assert int(out) == int(recorded) - 1  # the oldest frame went missing
 
 
 def test_a_recorder_with_state_outside_its_state_breaks_determinism():
-    message = caught(globally_numbered_episodes())
+    message = caught(globally_numbered_episodes(), REWARDS)
     assert message.startswith(
         "The determinism law is broken: folding the same stream twice gave different states."
     )
@@ -181,6 +217,15 @@ def test_an_unpicklable_state_breaks_pickling():
     )
     assert "state.to_reward (<function unpicklable.<locals>.<lambda>" in message
     assert "cannot be pickled" in message
+
+
+def test_a_merge_that_puts_the_second_stream_first_breaks_merge():
+    message = caught(rewards(), REWARDS, laws=["merge"])
+    assert message.startswith(
+        "The merge law is broken: merge(a, b) does not hold the items of a, then those of b."
+    )
+    assert re.search(r"\n  items\[\d+\]: ", message)
+    assert re.search(r"\na: a stream of \d+ TensorDicts? .*\nb: a stream of ", message, re.DOTALL)
 
 
 def test_a_step_that_fails_halfway_must_not_leave_its_state_changed():
@@ -267,8 +312,7 @@ BUILT_INS = {
 def test_built_in_recorders_obey_the_laws(name):
     recorder, rollouts = BUILT_INS[name]
     checked = check_recorder(recorder, rollouts, settings=QUICK)
-    laws = ("determinism", "purity", "fold_splits", "accounting", "pickling")
-    assert checked == laws + (("merge",) if hasattr(funrec, "merge") else ())
+    assert checked == LAWS
 
 
 @pytest.mark.xfail(strict=True, reason="TensorDict.clone cannot add 0 to uint16 tensors")
@@ -293,7 +337,7 @@ TestNamedMachine.settings = MACHINE
 
 def test_the_machine_finds_a_frame_lost_after_a_drain():
     class Lossy(RecorderMachine):
-        recorder = losing_first_frame_after_drain()
+        recorder = keeping_frames()
 
     Lossy.TestCase.settings = settings(MACHINE, max_examples=100)
     with pytest.raises(LawError) as err:

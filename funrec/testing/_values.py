@@ -34,7 +34,7 @@ def snapshot(value: Any) -> Any:
     if isinstance(value, TensorDictBase):
         return value.apply(torch.clone)  # td.clone() cannot add 0 to uint16/32/64 leaves
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)._make(snapshot(v) for v in value)
+        return type(value)(*(snapshot(v) for v in value))
     if type(value) in (tuple, list):
         return type(value)(snapshot(v) for v in value)
     if type(value) is dict:
@@ -70,7 +70,7 @@ def difference(a: Any, b: Any, path: str = "state") -> str | None:
     if isinstance(a, TensorDictBase):
         return _tensordict_difference(a, b, path)
     parts_a, parts_b = _parts(a), _parts(b)
-    if parts_a is None:
+    if parts_a is None or parts_b is None:
         if isinstance(a, float) and a != a and b != b:  # NaN
             return None
         return None if same_value(a, b) else f"{path}: {describe(a)} vs {describe(b)}"

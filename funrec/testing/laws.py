@@ -26,12 +26,13 @@ Example:
     >>> import funrec
     >>> from funrec.testing import check_recorder
     >>> check_recorder(funrec.every(2, funrec.frames()))  # doctest: +SKIP
-    ('determinism', 'purity', 'fold_splits', 'accounting', 'pickling')
+    ('determinism', 'purity', 'fold_splits', 'accounting', 'pickling', 'merge')
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -69,9 +70,6 @@ __all__ = [
 ]
 
 Stream = Sequence[TensorDictBase]
-
-# What funrec's views raise for a state they cannot view (AttributeError: until views are generic).
-_UNVIEWABLE = (RecorderError, AttributeError)
 
 LAWS = ("determinism", "purity", "fold_splits", "accounting", "pickling", "merge")
 
@@ -133,15 +131,15 @@ def _still_valid(state: State, before: State, failed: str, bad: TensorDictBase) 
     """Checks that ``state``, given to a step that raised, is unchanged and viewable."""
     if found := difference(before, state):
         raise _broken("purity", f"{failed} and changed the state it was given", found)
-    for view in (funrec.counts, funrec.drain):
+    for name, view in (("counts", funrec.counts), ("drain", funrec.drain)):
         try:
             view(state)
-        except _UNVIEWABLE:
+        except RecorderError:
             pass
         except Exception as err:
             raise _broken(
                 "purity",
-                f"{failed}; then funrec.{view.__name__}(state) raised {type(err).__name__}: {err}",
+                f"{failed}; then funrec.{name}(state) raised {type(err).__name__}: {err}",
                 f"the bad TensorDict: {describe(bad)}",
             ) from err
 
@@ -293,7 +291,7 @@ def _counts(state: State) -> dict[str, Counts] | None:
     """``funrec.counts(state)`` by path, or None where it cannot view the state."""
     try:
         return dict(_flat(funrec.counts(state)))
-    except _UNVIEWABLE:
+    except RecorderError:
         return None
 
 
@@ -340,7 +338,7 @@ class _Ledger:
         if found is None:
             return state
         items, emptied = found
-        if found_diff := difference(self.counts, _counts(emptied), "counts"):
+        if found_diff := _by_path(self.counts, _counts(emptied), "counts"):
             raise _broken("accounting", f"the drain {where} changed the counts", found_diff)
         for path, got in items.items():
             if self.counts is not None and path in self.counts:
@@ -363,6 +361,13 @@ class _Ledger:
                 + ", ".join(f"{plural(n, 'item')}{_at(path)}" for path, n in more.items()),
             )
         return emptied
+
+
+def _by_path(a: dict[str, Any] | None, b: dict[str, Any] | None, name: str) -> str | None:
+    """:func:`difference` of two answers of a view, by path (``counts['video']``)."""
+    if a is None or b is None or a.keys() != b.keys():
+        return difference(a, b, name)
+    return next((d for p in a if (d := difference(a[p], b[p], name + p))), None)
 
 
 def _at(path: str) -> str:
@@ -405,14 +410,14 @@ def assert_accounting(recorder: Recorder, stream: Stream, drains: Collection[int
         once = _drain(whole)
         if once is None or _drops(ledger.counts) or _drops(_counts(whole)):
             return
-        for path, got in ledger.drained.items():
-            if found := difference(once[0].get(path, ()), tuple(got), f"items{path}"):
-                raise _broken(
-                    "accounting",
-                    f"draining after steps {sorted(drains)} handed out other items than one drain "
-                    "at the end (first: one drain, second: the drains in order)",
-                    found,
-                )
+        drained = {path: tuple(got) for path, got in ledger.drained.items()}
+        if found := _by_path(once[0], drained, "items"):
+            raise _broken(
+                "accounting",
+                f"draining after steps {sorted(drains)} handed out other items than one drain "
+                "at the end (first: one drain, second: the drains in order)",
+                found,
+            )
 
 
 def assert_picklable(recorder: Recorder, stream: Stream, at: int) -> None:
@@ -439,11 +444,24 @@ def assert_picklable(recorder: Recorder, stream: Stream, at: int) -> None:
             )
 
 
+def _merge(a: State, b: State, what: str) -> State:
+    try:
+        return funrec.merge(a, b)
+    except RecorderError as err:
+        raise LawError(
+            f"Could not check the merge law: {what} raised RecorderError: {err}"
+        ) from err
+
+
 def assert_merge_laws(recorder: Recorder, a: Stream, b: Stream, c: Stream) -> None:
     """Checks ``funrec.merge`` on the folds of three streams (e.g. one per worker).
 
-    ``init()`` is a left and right identity of each fold, ``merge`` is
-    associative, and the counts of ``merge(x, y)`` are the sums of their counts.
+    ``init()`` is a left and right identity of each fold. Where merging two
+    folds is refused because both hold items of a stream that is never
+    interleaved (frames, steps), the folds are drained first, as the edges
+    drain each where it was recorded. Then ``merge`` is associative, the counts
+    of ``merge(x, y)`` are the sums of theirs, and it holds the items of ``x``
+    then those of ``y``.
 
     Args:
         recorder: the recorder to check.
@@ -456,28 +474,43 @@ def assert_merge_laws(recorder: Recorder, a: Stream, b: Stream, c: Stream) -> No
     """
     shards = {"a": a, "b": b, "c": c}
     with _context(lambda: "\n".join(f"{n}: " + describe_stream(s) for n, s in shards.items())):
-        x, y, z = (_fold(recorder, shard) for shard in shards.values())
-        for name, state in zip(shards, (x, y, z), strict=True):
+        folds = [_fold(recorder, shard) for shard in shards.values()]
+        for name, state in zip(shards, folds, strict=True):
             for merged, side in (
-                (funrec.merge(recorder.init(), state), "left"),
-                (funrec.merge(state, recorder.init()), "right"),
+                (_merge(recorder.init(), state, f"merge(init(), fold({name}))"), "left"),
+                (_merge(state, recorder.init(), f"merge(fold({name}), init())"), "right"),
             ):
                 if found := difference(state, merged):
                     raise _broken(
                         "merge", f"init() is not a {side} identity of fold({name})", found
                     )
-        left = funrec.merge(funrec.merge(x, y), z)
-        if found := difference(left, funrec.merge(x, funrec.merge(y, z)), "merge(merge(a, b), c)"):
+        try:
+            for p, q in itertools.combinations(folds, 2):
+                funrec.merge(p, q)
+        except RecorderError:  # streams never interleaved: the edges drain them where recorded
+            folds = [drained[1] if (drained := _drain(s)) else s for s in folds]
+        x, y, z = folds
+        left = _merge(_merge(x, y, "merge(a, b)"), z, "merge(merge(a, b), c)")
+        right = _merge(x, _merge(y, z, "merge(b, c)"), "merge(a, merge(b, c))")
+        if found := difference(left, right, "merge(merge(a, b), c)"):
             raise _broken("merge", "merge(merge(a, b), c) != merge(a, merge(b, c))", found)
-        got, parts = _counts(funrec.merge(x, y)), (_counts(x), _counts(y))
-        if got is not None and None not in parts:
+        both = _merge(x, y, "merge(a, b)")
+        got, parts = _counts(both), (_counts(x), _counts(y))
+        if got is not None and parts[0] is not None and parts[1] is not None:
             want = {
                 path: Counts(*(i + j for i, j in zip(counts, parts[1][path], strict=True)))
                 for path, counts in parts[0].items()
             }
-            if found := difference(want, got, "counts"):
+            if found := _by_path(want, got, "counts"):
                 raise _broken(
                     "merge", "the counts of merge(a, b) are not the sums of theirs", found
+                )
+        held, held_x, held_y = _drain(both), _drain(x), _drain(y)
+        if held is not None and held_x is not None and held_y is not None:
+            want_items = {p: held_x[0][p] + held_y[0].get(p, ()) for p in held_x[0]}
+            if found := _by_path(want_items, held[0], "items"):
+                raise _broken(
+                    "merge", "merge(a, b) does not hold the items of a, then those of b", found
                 )
 
 
@@ -534,8 +567,6 @@ def _applies(law: str, recorder: Recorder) -> bool:
         state = recorder.init()
         return _counts(state) is not None or _drain(state) is not None
     if law == "merge":
-        if not hasattr(funrec, "merge"):
-            return False
         try:
             funrec.merge(recorder.init(), recorder.init())
         except RecorderError:
@@ -568,8 +599,9 @@ def check_recorder(
         recorder: the recorder to check, e.g. your ``Recorder(init, step)`` or a
             pipeline of built-ins.
         rollouts: a strategy of lists of TensorDicts the recorder accepts; by
-            default ``funrec.testing.strategies.rollouts(max_steps=10)`` (pixels
-            of any layout, ``("next", "reward")`` and ``("next", "done")``).
+            default ``rollouts(layouts(max_side=6), max_steps=10)`` of
+            :mod:`funrec.testing.strategies`: up to 10 steps with ``"pixels"``
+            of any layout, ``("next", "reward")`` and ``("next", "done")``.
         laws: the names of the laws to check (see :data:`LAWS`); all by default.
         settings: Hypothesis settings for every law, e.g.
             ``hypothesis.settings(max_examples=50)``; by default the loaded
@@ -587,7 +619,7 @@ def check_recorder(
         >>> import funrec, hypothesis
         >>> from funrec.testing import check_recorder
         >>> check_recorder(funrec.frames(), settings=hypothesis.settings(max_examples=5))
-        ('determinism', 'purity', 'fold_splits', 'accounting', 'pickling')
+        ('determinism', 'purity', 'fold_splits', 'accounting', 'pickling', 'merge')
     """
     chosen = LAWS if laws is None else tuple(laws)
     unknown = [law for law in chosen if law not in LAWS]
@@ -595,7 +627,7 @@ def check_recorder(
         raise RecorderError(
             f"check_recorder(laws=...): unknown law(s) {unknown}; the laws: {LAWS}."
         )
-    strategy = fst.rollouts(max_steps=10) if rollouts is None else rollouts
+    strategy = fst.rollouts(fst.layouts(max_side=6), max_steps=10) if rollouts is None else rollouts
     base = hypothesis.settings(deadline=None) if settings is None else settings
     settings = hypothesis.settings(base, report_multiple_bugs=False)  # one failure, one message
     checked = tuple(law for law in chosen if _applies(law, recorder))

@@ -21,7 +21,6 @@ import math
 
 import torch
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from tensordict import TensorDict, TensorDictBase
 
@@ -79,15 +78,15 @@ class RecorderMachine(RuleBasedStateMachine):
         >>> TestStats = Stats.TestCase
     """
 
-    recorder: Recorder | None = None
+    recorder: Recorder
     layouts: st.SearchStrategy[Layout] = fst.layouts(max_side=6)
 
     def __init__(self) -> None:
         super().__init__()
-        if not isinstance(self.recorder, Recorder):
+        if not isinstance(getattr(self, "recorder", None), Recorder):
             raise RecorderError(
-                f"{type(self).__name__}.recorder is {self.recorder!r}; set it to the recorder "
-                "under test in your subclass, e.g. recorder = funrec.frames()."
+                f"{type(self).__name__}.recorder is {getattr(self, 'recorder', None)!r}; set it "
+                "to the recorder under test in your subclass, e.g. recorder = funrec.frames()."
             )
 
     @initialize(data=st.data())
@@ -116,12 +115,7 @@ class RecorderMachine(RuleBasedStateMachine):
         Returns:
             A TensorDict of batch size ``layout.batch_shape``.
         """
-        batch = self.layout.batch_shape
-        rewards = st.floats(-10, 10, allow_nan=False, width=32)
-        reward = torch.from_numpy(data.draw(hnp.arrays("float32", (*batch, 1), elements=rewards)))
-        pixels = data.draw(fst.images_for(self.layout))
-        next_ = {"reward": reward, "done": done.reshape(*batch, 1)}
-        return TensorDict({"pixels": pixels, "next": next_}, batch_size=batch)
+        return data.draw(fst.steps(self.layout, done))
 
     def reset_tensordict(self, data: st.DataObject) -> TensorDictBase:
         """The TensorDict of an env reset: ``"pixels"`` and ``"done"`` (all False), no ``"next"``.
@@ -149,13 +143,15 @@ class RecorderMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
         self._feed(
-            "step", self.step_tensordict(data, torch.zeros(self.layout.batch_shape, dtype=bool))
+            "step",
+            self.step_tensordict(data, torch.zeros(self.layout.batch_shape, dtype=torch.bool)),
         )
 
     @rule(data=st.data())
     def done(self, data: st.DataObject) -> None:
         self._feed(
-            "done", self.step_tensordict(data, torch.ones(self.layout.batch_shape, dtype=bool))
+            "done",
+            self.step_tensordict(data, torch.ones(self.layout.batch_shape, dtype=torch.bool)),
         )
 
     @precondition(lambda self: self.envs > 1)
