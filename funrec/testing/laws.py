@@ -56,19 +56,6 @@ from funrec.testing._values import (
     unpicklable_part,
 )
 
-__all__ = [
-    "LAWS",
-    "LawError",
-    "assert_accounting",
-    "assert_deterministic",
-    "assert_fold_splits",
-    "assert_merge_laws",
-    "assert_picklable",
-    "assert_pure",
-    "assert_recovers",
-    "check_recorder",
-]
-
 Stream = Sequence[TensorDictBase]
 
 LAWS = ("determinism", "purity", "fold_splits", "accounting", "pickling", "merge")
