@@ -276,7 +276,8 @@ def test_accounting_hands_out_what_one_drain_at_the_end_does():
 # tensordicts() copies with TensorDict.clone, which cannot add 0 to uint16/32/64 tensors: the
 # kit found it (see test_tensordicts_takes_wide_unsigned_pixels); until fixed, other dtypes.
 CLONABLE = st.sampled_from([d for d in fst.DTYPES if d not in ("uint16", "uint32", "uint64")])
-UNBATCHED = fst.rollouts(batch_size=(), max_steps=10)
+SMALL = fst.layouts(max_side=6)  # as check_recorder draws them by default
+UNBATCHED = fst.rollouts(fst.layouts(batch_shape=(), max_side=6), max_steps=10)
 BUILT_INS = {
     "frames": (funrec.frames(), None),
     "frames_skip": (funrec.frames(skip=3), None),
@@ -284,11 +285,11 @@ BUILT_INS = {
     "frames_drop_oldest": (funrec.frames(skip=2, max_frames=2, overflow="drop_oldest"), None),
     "frames_error": (
         funrec.frames(max_frames=4, overflow="error"),
-        fst.rollouts(max_steps=4),
+        fst.rollouts(SMALL, max_steps=4),
     ),
     "tensordicts": (
         funrec.tensordicts(max_steps=3, overflow="drop_oldest"),
-        fst.rollouts(fst.layouts(dtype=CLONABLE), max_steps=10),
+        fst.rollouts(fst.layouts(dtype=CLONABLE, max_side=6), max_steps=10),
     ),
     "episode_stats": (funrec.episode_stats(), None),
     "every": (funrec.every(2, funrec.frames()), None),

@@ -19,8 +19,9 @@ The laws:
   drain, once, in order, without changing the counts.
 - **pickling**: a state pickled mid-stream comes back equal and resumes to the
   same result.
-- **merge** (where ``funrec.merge`` exists and takes the state): ``init()`` is
-  an identity, ``merge`` is associative, and counts add.
+- **merge** (where ``funrec.merge`` takes the state): ``init()`` is an
+  identity, ``merge`` is associative, counts add, and ``merge(a, b)`` holds
+  ``a``'s items then ``b``'s.
 
 Example:
     >>> import funrec

@@ -6,13 +6,6 @@ recorder in a subclass, and Hypothesis runs random sequences of rollout events
 TensorDicts, drains, pickling the state and resuming — checking the laws of
 :mod:`funrec.testing.laws` after each one, then shrinks a failing sequence to
 the shortest it can find.
-
-Example:
-    >>> import funrec
-    >>> from funrec.testing import RecorderMachine
-    >>> class EverySecondFrame(RecorderMachine):
-    ...     recorder = funrec.every(2, funrec.frames())
-    >>> TestEverySecondFrame = EverySecondFrame.TestCase  # collected by pytest
 """
 
 from __future__ import annotations
@@ -73,9 +66,9 @@ class RecorderMachine(RuleBasedStateMachine):
 
     Example:
         >>> import funrec
-        >>> class Stats(RecorderMachine):
-        ...     recorder = funrec.episode_stats()
-        >>> TestStats = Stats.TestCase
+        >>> class EverySecondFrame(RecorderMachine):
+        ...     recorder = funrec.every(2, funrec.frames())
+        >>> TestEverySecondFrame = EverySecondFrame.TestCase  # collected by pytest
     """
 
     recorder: Recorder
@@ -194,9 +187,10 @@ class RecorderMachine(RuleBasedStateMachine):
     @invariant()
     def same_as_twin(self) -> None:
         if found := difference(self.twin, self.state):
+            law = "pickling" if "pickle_and_resume" in self.events else "determinism"
             with _context(self._where):
                 raise _broken(
-                    "determinism",
+                    law,
                     "the state differs from a twin that saw the same steps and drains but was "
                     "never pickled (first: the twin)",
                     found,
