@@ -1,4 +1,4 @@
-"""The Python examples in the README and docs/ run as written."""
+"""The Python examples in the README and docs/ run as written; every page is in the site."""
 
 import re
 import sys
@@ -6,6 +6,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +18,7 @@ def python_blocks(text: str) -> str:
 
 PAGES = [
     page.relative_to(ROOT).as_posix()
-    for page in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+    for page in [ROOT / "README.md", *sorted(ROOT.glob("docs/**/*.md"))]
     if python_blocks(page.read_text())
 ]
 
@@ -29,3 +30,15 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     module = types.ModuleType("__docs__")  # a real module, so classes defined there pickle
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(code, page, "exec"), module.__dict__)
+
+
+def test_every_page_is_in_the_site_navigation():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def pages(nav):
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            yield from pages(value) if isinstance(value, list) else [value]
+
+    on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in ROOT.glob("docs/**/*.md")}
+    assert set(pages(config["nav"])) == on_disk
