@@ -1,4 +1,4 @@
-"""Property-test your own recording pipeline with funrec.strategies.
+"""Property-test your own recording pipeline with funrec.testing.strategies.
 
     python examples/property_test_pipeline.py      # exits 1 if a property fails
 
@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funrec
-from funrec import strategies as fst
 from funrec.layout import detect, normalize
+from funrec.testing import strategies as fst
 
 
 def my_recorder() -> funrec.Recorder:

@@ -1,19 +1,15 @@
-"""Shared test setup: Hypothesis profiles, headless rendering, a frame factory."""
+"""Shared test setup: Hypothesis profiles (funrec's plugin), headless rendering, frames."""
 
 import os
 
 import torch
-from hypothesis import settings
 from tensordict import TensorDict
+
+# The "ci" and "dev" Hypothesis profiles, and which one loads: funrec's own plugin.
+pytest_plugins = ["funrec.testing.pytest_plugin"]
 
 # pygame (gymnasium's classic-control rendering) must not look for a display.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
-# "ci": at least 200 examples, derandomized so a failure reproduces, and the
-# reproduction blob printed. "dev": quicker, random, still prints the blob.
-settings.register_profile("ci", max_examples=200, derandomize=True, print_blob=True, deadline=None)
-settings.register_profile("dev", max_examples=50, print_blob=True, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 def stamped_frame(index: int, height: int = 6, width: int = 8) -> torch.Tensor:

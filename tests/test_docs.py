@@ -1,6 +1,8 @@
 """The Python examples in the README and docs/ run as written; every page is in the site."""
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,9 @@ PAGES = [
 def test_page_examples_run(page, tmp_path, monkeypatch):
     code = python_blocks((ROOT / page).read_text())
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
-    exec(compile(code, page, "exec"), {"__name__": "__docs__"})
+    module = types.ModuleType("__docs__")  # a real module, so classes defined there pickle
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, page, "exec"), module.__dict__)
 
 
 def test_every_page_is_in_the_site_navigation():

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from tensordict import NonTensorData, NonTensorStack, TensorDict
 
 import funrec
-from funrec import strategies as fst
 from funrec.layout import Layout, LayoutError, as_tensor, detect, normalize, out_of_range
+from funrec.testing import strategies as fst
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 

@@ -11,7 +11,7 @@ for "any supported value". Pixel values are exact: float [0, 1] frames hold
 Example:
   >>> import funrec
   >>> from hypothesis import given
-  >>> from funrec import strategies as fst
+  >>> from funrec.testing import strategies as fst
   >>> @given(fst.rollouts(batch_size=(2,)))
   ... def test_every_frame_is_kept(steps):
   ...     assert funrec.video(funrec.fold(funrec.frames(), steps)).shape[0] == len(steps)
@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 from hypothesis import strategies as st
@@ -30,10 +30,10 @@ from tensordict import TensorDict
 
 from funrec.layout import CHANNELS, ORDERS, Layout
 
-__all__ = ["DTYPES", "images", "images_for", "layouts", "rollouts"]
+__all__ = ["DTYPES", "images", "images_for", "layouts", "rollouts", "steps"]
 
 T = TypeVar("T")
-Param = T | st.SearchStrategy[T] | None
+Param: TypeAlias = "T | st.SearchStrategy[T] | None"
 
 DTYPES = (
     "uint8",
@@ -106,24 +106,27 @@ def layouts(
         shapes = st.just(())
     batch = draw(_strategy(batch_shape, shapes))
     orders = ORDERS if batch == () or not detectable else ("HWC", "CHW")
-    order = draw(_strategy(order, st.sampled_from(orders)))
-    default_channels = st.just(1) if order == "HW" else st.sampled_from(CHANNELS)
-    channels = draw(_strategy(channels, default_channels))
-    dtype = draw(_strategy(dtype, st.sampled_from(DTYPES)))
-    if dtype == "bool":
+    drawn_order: str = draw(_strategy(order, st.sampled_from(orders)))
+    default_channels = st.just(1) if drawn_order == "HW" else st.sampled_from(CHANNELS)
+    drawn_channels: int = draw(_strategy(channels, default_channels))
+    drawn_dtype: str = draw(_strategy(dtype, st.sampled_from(DTYPES)))
+    if drawn_dtype == "bool":
         scale = 255
-    elif dtype in _FLOATS:
+    elif drawn_dtype in _FLOATS:
         scale = draw(st.sampled_from((1, 255)))
     else:
         scale = 1
     sides = st.integers(1, max_side)
-    layout = Layout(batch, order, channels, draw(sides), draw(sides), dtype, scale)
+    height, width = draw(sides), draw(sides)
+    layout = Layout(batch, drawn_order, drawn_channels, height, width, drawn_dtype, scale)
     if detectable and not _detectable(layout):
         if layout.order == "HW":
             raise InvalidArgument("a batched 'HW' layout needs a hint; pass detectable=False")
         # Redraw the one side that decides ambiguity rather than filter whole layouts.
         side = draw(sides.filter(lambda s: s not in CHANNELS))
-        layout = replace(layout, **{"height" if layout.order == "HWC" else "width": side})
+        layout = (
+            replace(layout, height=side) if layout.order == "HWC" else replace(layout, width=side)
+        )
     return layout
 
 
@@ -188,9 +191,7 @@ def images(
       >>> images(order="HWC", channels=3, dtype="uint8").example().shape[-1]
       3
     """
-    found = layouts(
-        order, channels, dtype, batch_shape, max_side=max_side, detectable=detectable
-    )
+    found = layouts(order, channels, dtype, batch_shape, max_side=max_side, detectable=detectable)
     return found.flatmap(images_for)
 
 
@@ -228,18 +229,39 @@ def rollouts(
     if layout is None:
         batch = draw(_strategy(batch_size, st.lists(st.integers(1, 3), max_size=2).map(tuple)))
         layout = layouts(batch_shape=batch)
-    layout = draw(_strategy(layout, st.nothing()))
-    batch = layout.batch_shape
+    drawn: Layout = draw(_strategy(layout, st.nothing()))
+    batch = drawn.batch_shape
     n = draw(st.integers(min_steps, max_steps))
+    return [draw(steps(drawn)) for _ in range(n)]
+
+
+@st.composite
+def steps(draw: st.DrawFn, layout: Layout, done: torch.Tensor | None = None) -> TensorDict:
+    """A strategy of one env step's TensorDict, as :func:`rollouts` draws them.
+
+    Args:
+      layout: the frame layout; its ``batch_shape`` is the batch size.
+      done: bool ``[*batch]``, which sub-envs end their episode at this step;
+        drawn when None.
+
+    Returns:
+      A strategy of TensorDicts holding ``"pixels"``, ``("next", "reward")``
+      (float32 ``[*batch, 1]``) and ``("next", "done")`` (bool ``[*batch, 1]``).
+
+    Example:
+      >>> layout = Layout((2,), "HWC", 3, 4, 4, "uint8", 1)
+      >>> steps(layout, done=torch.tensor([True, False])).example()["next", "done"].tolist()
+      [[True], [False]]
+    """
+    batch = layout.batch_shape
     rewards = st.floats(-10, 10, allow_nan=False, width=32)
-    steps = []
-    for _ in range(n):
-        reward = torch.tensor(draw(hnp.arrays("float32", (*batch, 1), elements=rewards)))
-        done = torch.tensor(draw(hnp.arrays("bool", (*batch, 1))))
-        steps.append(
-            TensorDict(
-                {"pixels": draw(images_for(layout)), "next": {"reward": reward, "done": done}},
-                batch_size=batch,
-            )
-        )
-    return steps
+    reward = torch.from_numpy(draw(hnp.arrays("float32", (*batch, 1), elements=rewards)))
+    if done is None:
+        done = torch.from_numpy(draw(hnp.arrays("bool", batch)))
+    return TensorDict(
+        {
+            "pixels": draw(images_for(layout)),
+            "next": {"reward": reward, "done": done.reshape(*batch, 1)},
+        },
+        batch_size=batch,
+    )
