@@ -61,7 +61,7 @@ def export(state: Any, *, strict: bool = True) -> Any:
             + "; ".join(message for _, message in problems)
             + ". Nothing recorded is lost: export(state, strict=False) gives what was recorded."
         )
-    return _per_env(views, _batch_shape(views), 0)
+    return _per_env(views, batch_shape(views), 0)
 
 
 def _per_env(views: Any, batch: tuple[int, ...], env: int) -> Any:
@@ -74,13 +74,14 @@ def _per_env(views: Any, batch: tuple[int, ...], env: int) -> Any:
     )
 
 
-def _batch_shape(state: Any) -> tuple[int, ...]:
+def batch_shape(state: Any) -> tuple[int, ...]:
+    """The leading dims ``vmap`` gave every array of a ``funrec_jax`` state (``()``: none)."""
     if isinstance(state, FramesState | TensorDictsState | EpisodeStatsState):
         return tuple(state.held.shape)
     if isinstance(state, GateState):
         return tuple(state.seen.shape)
     if isinstance(state, NamedState):
-        return _batch_shape(next(iter(state.values())))
+        return batch_shape(next(iter(state.values())))
     raise RecorderError(
         f"funrec_jax.export(): {type(state).__name__} is not a funrec_jax state; pass the "
         "state of a funrec_jax recorder (frames, tensordicts, episode_stats, a gate or named)."

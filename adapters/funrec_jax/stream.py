@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from jax import lax
 from jax.experimental import io_callback
 
 from funrec.combinators import NamedState
-from funrec_jax.export import export
+from funrec_jax.export import batch_shape, export
 from funrec_jax.recorders import RING_STATES
 
 
@@ -80,6 +81,9 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
         >>> w.frames
         8
     """
+    envs = math.prod(batch_shape(state)) if batch_shape(state) else None
+    if envs is not None:
+        _check_per_env(writer, envs)
     names = _written_names(writer)
     sent = _select(state, names)
 
@@ -88,7 +92,7 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
 
         core = export(host_state, strict=False)
         if type(core) is tuple:  # one state per env (core states are NamedTuples)
-            for env_state, env_writer in zip(_flat(core), _entries(writer), strict=True):
+            for env_state, env_writer in zip(_flat(core), writer, strict=True):
                 write_core(env_state, env_writer)
         else:
             write_core(core, writer)
@@ -101,13 +105,13 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
     return NamedState([(n, drain(s, when) if n in names else s) for n, s in state.items()])
 
 
-def _entries(writer: Any) -> list[Any]:
-    if isinstance(writer, Sequence) and not isinstance(writer, str | bytes):
-        return list(writer)
-    raise TypeError(
-        "funrec_jax.write_drained(): a batched state (stepped under vmap) needs one writer "
-        f"per env, e.g. a list; got {type(writer).__name__}."
-    )
+def _check_per_env(writer: Any, envs: int) -> None:
+    if not isinstance(writer, Sequence) or isinstance(writer, str | bytes) or len(writer) != envs:
+        got = f"{len(writer)} entries" if isinstance(writer, Sequence) else type(writer).__name__
+        raise TypeError(
+            f"funrec_jax.write_drained(): a batched state (stepped under vmap) of {envs} envs "
+            f"needs one writer per env, e.g. a list of {envs}; got {got}."
+        )
 
 
 def _written_names(writer: Any) -> frozenset[str] | None:
