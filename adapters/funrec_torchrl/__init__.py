@@ -7,10 +7,11 @@ its state, and its TorchRL hooks only do ``state = recorder.step(state, td)``
 (plus handing finished frames to a writer). See docs/migrating-from-torchrl.md.
 """
 
+from funrec import center_crop
 from funrec_torchrl.render import PixelRenderTransform
 from funrec_torchrl.rollout import RecorderCallback, rollout
 from funrec_torchrl.trajectory import TensorDictRecorder
-from funrec_torchrl.video import VideoRecorder, center_crop
+from funrec_torchrl.video import VideoRecorder
 
 __all__ = [
     "PixelRenderTransform",
