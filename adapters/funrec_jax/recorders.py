@@ -10,6 +10,8 @@ what the slot held with ``jnp.where``: it never rewrites the buffer.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -19,7 +21,7 @@ from jax import lax
 
 from funrec import rules
 from funrec.errors import RecorderError
-from funrec.layout import Layout, LayoutError
+from funrec.layout import Layout, LayoutError, scale_warning
 from funrec.recorder import Counts
 from funrec.recorders import Episode
 from funrec_jax._arrays import Key, check_fits, int32, is_concrete, layout_of, leaf_keys, read
@@ -188,6 +190,10 @@ def frames(
         x = read(example, key, who)
         chosen = _named_layout_error(who, layout_of, x, layout)
         known = is_concrete(x) or isinstance(layout, Layout)
+        if is_concrete(x) and not isinstance(layout, Layout):
+            message = scale_warning(x, chosen, key)  # as the core warns on init(example)
+            if message is not None:
+                warnings.warn(f"{who}: {message}", RuntimeWarning, stacklevel=2)
         return FramesState(
             items=jnp.zeros((max_frames, *_stored_shape(chosen)), jnp.uint8),
             next=int32(),
@@ -356,19 +362,20 @@ def episode_stats(
     _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
-    def per_env(data: Any) -> tuple[jax.Array, jax.Array]:
-        reward = jnp.asarray(read(data, reward_key, who))
-        done = jnp.asarray(read(data, done_key, who))
-        if reward.size != done.size:
+    def envs(data: Any) -> int:
+        """The number of sub-envs, from the static shapes of the reward and done flag."""
+        reward, done = read(data, reward_key, who), read(data, done_key, who)
+        n, m = math.prod(jnp.shape(reward)), math.prod(jnp.shape(done))
+        if n != m:
             raise RecorderError(
-                f"{who}: key {reward_key!r} has shape {reward.shape} and key {done_key!r} has "
-                f"shape {done.shape}; record one reward and one done flag per sub-env "
+                f"{who}: key {reward_key!r} has shape {jnp.shape(reward)} and key {done_key!r} "
+                f"has shape {jnp.shape(done)}; record one reward and one done flag per sub-env "
                 "(shape [*batch] or [*batch, 1])."
             )
-        return reward.reshape(-1), done.reshape(-1).astype(bool)
+        return n
 
     def init(example: Any) -> EpisodeStatsState:
-        n = per_env(example)[0].shape[0]
+        n = envs(example)
         return EpisodeStatsState(
             items=Episode(
                 env=jnp.zeros(max_episodes, jnp.int32),
@@ -384,16 +391,18 @@ def episode_stats(
         )
 
     def step(state: EpisodeStatsState, data: Any, active: Any = True) -> EpisodeStatsState:
-        rewards, dones = per_env(data)
-        if rewards.shape != state.running_reward.shape:
+        n = envs(data)
+        if n != state.running_reward.shape[0]:
             raise RecorderError(
-                f"{who}: got {rewards.shape[0]} sub-envs, but this stream started with "
+                f"{who}: got {n} sub-envs, but this stream started with "
                 f"{state.running_reward.shape[0]}. Use one state per batch size."
             )
+        rewards = jnp.asarray(read(data, reward_key, who)).reshape(n)
+        dones = jnp.asarray(read(data, done_key, who)).reshape(n).astype(bool)
         items, nxt, held, counts = state.items, state.next, state.held, state.counts
         full = jnp.asarray(False)
         totals, lengths = [], []
-        for env in range(rewards.shape[0]):  # static: one unrolled write per sub-env
+        for env in range(n):  # static: one unrolled write per sub-env
             ended_total, ended_length, total, length = rules.episode_step(
                 state.running_reward[env], state.running_length[env], rewards[env], dones[env]
             )
