@@ -31,8 +31,19 @@ SCENARIOS = (
     "cartpole",
     "dump_latency",
     "gym_record_video",
+    "jax_record",
 )
-PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
+PACKAGES = (
+    "torch",
+    "torchrl",
+    "tensordict",
+    "numpy",
+    "imageio-ffmpeg",
+    "gymnasium",
+    "moviepy",
+    "jax",
+    "xminigrid",
+)
 
 METHOD = """\
 ## Method

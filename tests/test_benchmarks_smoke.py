@@ -25,6 +25,7 @@ EXPECTED_ROWS = [
     "| TorchRL VideoRecorder.dump() (pt) |",
     "| gymnasium RecordVideo |",  # 7. gymnasium
     "| funrec stream |",
+    "| scan + ring + streaming |",  # 8. recording inside jax.jit
 ]
 
 

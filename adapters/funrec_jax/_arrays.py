@@ -76,11 +76,6 @@ def check_fits(x: Any, layout: Layout) -> None:
     detect(probe(x), layout)
 
 
-def to_torch(x: Any) -> torch.Tensor:
-    """A torch copy of a JAX array, through dlpack (a view would alias JAX's buffer)."""
-    return as_tensor(x).clone()
-
-
 def as_torch_view(x: Any) -> torch.Tensor:
     """A torch view of a JAX array, through dlpack; copy what you keep."""
     return as_tensor(x)

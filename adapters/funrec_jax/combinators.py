@@ -18,7 +18,7 @@ from funrec import rules
 from funrec.combinators import GateState, NamedState
 from funrec.errors import RecorderError
 from funrec_jax._arrays import Key, int32, read
-from funrec_jax.recorders import RING_STATES, Recorder, Refused
+from funrec_jax.recorders import Recorder, Refused
 
 jax.tree_util.register_pytree_node(
     NamedState,
@@ -216,7 +216,3 @@ def named(**recorders: Recorder) -> Recorder:
 
     return Recorder(init, step)
 
-
-def is_ring(state: Any) -> bool:
-    """True for the state of a ``funrec_jax`` recorder (not a gate, not named)."""
-    return isinstance(state, RING_STATES)

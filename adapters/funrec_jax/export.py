@@ -122,10 +122,13 @@ def _export(state: Any, env: int) -> Any:
     raise RecorderError(f"funrec_jax.export(): cannot export {type(state).__name__}.")
 
 
-def _held(items: Any, slot: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
-    """The ring positions of the held items, oldest first."""
-    capacity = jax.tree.leaves(items)[0].shape[0]
-    return (int(slot) - int(held) + torch.arange(int(held))) % capacity
+def _held(ring: torch.Tensor, slot: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+    """A copy of the items a ring holds, oldest first: one or two straight slices."""
+    capacity, held = ring.shape[0], int(held)
+    start = (int(slot) - held) % capacity
+    if start + held <= capacity:
+        return ring[start : start + held].clone()
+    return torch.cat([ring[start:], ring[: start + held - capacity]])
 
 
 def _counts(counts: funrec.Counts) -> funrec.Counts:
@@ -134,7 +137,7 @@ def _counts(counts: funrec.Counts) -> funrec.Counts:
 
 @_export.register
 def _(state: FramesState, env: int) -> funrec.FramesState:
-    frames = state.items[_held(state.items, state.next, state.held)]  # a gather: a copy
+    frames = _held(state.items, state.next, state.held)
     order = state.layout.order
     if order == "HW":
         frames = frames.unsqueeze(-1)
@@ -153,11 +156,11 @@ def _(state: FramesState, env: int) -> funrec.FramesState:
 
 @_export.register
 def _(state: TensorDictsState, env: int) -> funrec.TensorDictsState:
-    order = _held(state.items, state.next, state.held)
-    arrays = jax.tree.map(lambda ring: ring[order], state.items)  # gathers: copies
+    arrays = jax.tree.map(lambda ring: _held(ring, state.next, state.held), state.items)
     leaves = jax.tree.leaves(state.items)
     batch = tuple(leaves[0].shape[1 : 1 + state.batch_dims]) if leaves else ()
-    steps = TensorDict(arrays, batch_size=[len(order), *batch]).unbind(0) if len(order) else ()
+    held = int(state.held)
+    steps = TensorDict(arrays, batch_size=[held, *batch]).unbind(0) if held else ()
     return funrec.TensorDictsState(
         items=Queue.of(steps), counts=_counts(state.counts), batch_size=batch
     )
@@ -165,16 +168,11 @@ def _(state: TensorDictsState, env: int) -> funrec.TensorDictsState:
 
 @_export.register
 def _(state: EpisodeStatsState, env: int) -> funrec.EpisodeStatsState:
-    order = _held(state.items, state.next, state.held)
+    held = [_held(ring, state.next, state.held).tolist() for ring in state.items]
     n = state.running_reward.shape[0]
     episodes = [
         funrec.Episode(env * n + int(e), float(r), int(length))
-        for e, r, length in zip(
-            state.items.env[order].tolist(),
-            state.items.total_reward[order].tolist(),
-            state.items.length[order].tolist(),
-            strict=True,
-        )
+        for e, r, length in zip(*held, strict=True)
     ]
     return funrec.EpisodeStatsState(
         items=Queue.of(episodes),
