@@ -295,3 +295,18 @@ def test_export_copies_out_of_jax_buffers():
     video = funrec.video(funrec_jax.export(state))
     video.fill_(0)
     assert int(state.items[0, 0, 0, 0]) == 7
+
+
+def test_the_core_views_read_funrec_jax_states():
+    rec = funrec_jax.named(video=funrec_jax.frames(max_frames=4), stats=funrec_jax.episode_stats())
+    state = scan_fold(rec, stream(6, done_every=3))
+    core = funrec_jax.export(state)
+    assert torch.equal(funrec.video(state["video"]), funrec.video(core["video"]))
+    assert funrec.episodes(state["stats"]) == funrec.episodes(core["stats"])
+    items, drained = funrec.drain(state)
+    assert len(items["video"]) == 4 and int(drained["video"].held) == 0
+    counts = jax.jit(lambda s: funrec.counts(s)["video"])(state)  # traced counts, inside jit
+    assert int(counts.seen) == 6 and int(counts.dropped) == 2
+    batched = jax.vmap(rec.init)(stacked(stream(2)))
+    with pytest.raises(RecorderError, match="stepped under vmap"):
+        funrec.video(batched["video"])

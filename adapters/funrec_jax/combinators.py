@@ -215,4 +215,3 @@ def named(**recorders: Recorder) -> Recorder:
         return NamedState(stepped)
 
     return Recorder(init, step)
-

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_batching import custom_vmap
 
 from funrec import rules
 from funrec.errors import RecorderError
@@ -444,14 +445,42 @@ def _put(
     ``lax.cond`` around the write would become a select over the whole buffer.
     """
     capacity = jax.tree.leaves(items)[0].shape[0]
-
-    def one(ring: jax.Array, new: Any) -> jax.Array:
-        old = lax.dynamic_index_in_dim(ring, slot, 0, keepdims=False)
-        chosen = jnp.where(write, jnp.asarray(new).astype(ring.dtype), old)
-        return lax.dynamic_update_index_in_dim(ring, chosen, slot, 0)
-
-    items = jax.tree.map(one, items, value)
+    write = jnp.asarray(write)
+    items = jax.tree.map(
+        lambda ring, new: _write_slot(ring, slot, jnp.asarray(new).astype(ring.dtype), write),
+        items,
+        value,
+    )
     return items, (slot + write) % capacity, held + (write & (evict ^ True))
+
+
+@custom_vmap
+def _write_slot(ring: jax.Array, slot: jax.Array, new: jax.Array, write: jax.Array) -> jax.Array:
+    """``ring`` with ``new`` at ``slot`` where ``write``, else the slot's own item, rewritten."""
+    old = lax.dynamic_index_in_dim(ring, slot, 0, keepdims=False)
+    return lax.dynamic_update_index_in_dim(ring, jnp.where(write, new, old), slot, 0)
+
+
+@_write_slot.def_vmap
+def _write_slots(
+    size: int, batched: Sequence[bool], ring: jax.Array, slot: Any, new: Any, write: Any
+) -> tuple[jax.Array, bool]:
+    # vmap would turn the per-env slot into a scatter, which XLA's CPU backend runs
+    # element by element (measured: 10x the rollout on XLand, N=8); a loop of one
+    # in-place dynamic_update_slice per env writes each env's frame once.
+    ring, slot, new, write = (
+        x if b else jnp.broadcast_to(x, (size, *jnp.shape(x)))
+        for x, b in zip((ring, slot, new, write), batched, strict=True)
+    )
+
+    def one(env: jax.Array, ring: jax.Array) -> jax.Array:
+        start = (env, slot[env]) + (0,) * (new.ndim - 1)
+        shape = (1, 1, *new.shape[1:])
+        old = lax.dynamic_slice(ring, start, shape)
+        chosen = jnp.where(write[env], new[env].reshape(shape), old)
+        return lax.dynamic_update_slice(ring, chosen, start)
+
+    return lax.fori_loop(0, size, one, ring), True
 
 
 def _count(counts: Counts, admission: rules.Admission, took: Any) -> Counts:

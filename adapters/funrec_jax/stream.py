@@ -12,6 +12,8 @@ from jax import lax
 from jax.experimental import io_callback
 
 from funrec.combinators import NamedState
+from funrec.errors import RecorderError
+from funrec.views import drain as core_drain
 from funrec_jax.export import batch_shape, export
 from funrec_jax.recorders import RING_STATES
 
@@ -141,3 +143,26 @@ def _flat(states: Any) -> list[Any]:
     if type(states) is tuple:
         return [s for part in states for s in _flat(part)]
     return [states]
+
+
+def _drain_ring(state: Any, name: str | None = None) -> tuple[tuple[Any, ...], Any]:
+    """``funrec.drain`` for a funrec_jax ring: the held items on the host, the ring emptied.
+
+    So the core's views (``funrec.video``, ``funrec.episodes``, ``funrec.trajectory``)
+    read an unbatched funrec_jax state as they read the state it exports to.
+    """
+    if name is not None:
+        raise RecorderError(
+            f"drain(name={name!r}): the state is {type(state).__name__}, not a named(...) state."
+        )
+    if batch_shape(state):
+        raise RecorderError(
+            f"drain(): this {type(state).__name__} was stepped under vmap (batch "
+            f"{batch_shape(state)}); funrec_jax.export(state) gives one core state per env."
+        )
+    items, _ = core_drain(export(state))
+    return items, drain(state)
+
+
+for _ring in RING_STATES:
+    core_drain.register(_ring, _drain_ring)
