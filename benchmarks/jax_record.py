@@ -196,5 +196,12 @@ def run(cfg: Config) -> Section:
             "writers (raw frames kept in memory: the handover is measured, not an encoder); the "
             "rings are then emptied by resetting their count. CPU backend, jax "
             f"{jax.__version__}.",
+            "Under `vmap` each env's write is one in-place `dynamic_update_slice` (a "
+            "`custom_vmap` rule): vmap's own batching of the write is a scatter, which XLA's "
+            "CPU backend runs element by element (10x the XLand rollout when we tried it). "
+            "The synthetic step does almost nothing, so the ring's fixed bookkeeping (some "
+            "twenty scalar operations) shows there. Streaming copies each chunk out of JAX, "
+            "again when the core stacks it for the writer and once more in the `.pt` writer, "
+            "and waits for the callback's thread.",
         ],
     )

@@ -310,3 +310,10 @@ def test_the_core_views_read_funrec_jax_states():
     batched = jax.vmap(rec.init)(stacked(stream(2)))
     with pytest.raises(RecorderError, match="stepped under vmap"):
         funrec.video(batched["video"])
+
+
+def test_export_inside_jit_says_to_export_on_the_host():
+    rec = funrec_jax.frames(max_frames=2)
+    data = {"pixels": stamped(1)}
+    with pytest.raises(RecorderError, match="export runs on the host"):
+        jax.jit(lambda s: funrec_jax.export(s))(rec.init(data))

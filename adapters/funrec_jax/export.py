@@ -51,6 +51,12 @@ def export(state: Any, *, strict: bool = True) -> Any:
         >>> funrec.video(funrec_jax.export(rec.step(rec.init(data), data))).shape
         torch.Size([1, 3, 8, 8])
     """
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(state)):
+        raise RecorderError(
+            "funrec_jax.export(): the state is being traced (inside jit, scan or vmap); "
+            "export runs on the host: return the state from the jitted function and export "
+            "it there, or stream from inside with funrec_jax.write_drained."
+        )
     views = jax.tree.map(as_torch_view, state)
     problems: list[tuple[type, str]] = []
     _report(views, "state", problems)
