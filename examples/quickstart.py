@@ -1,6 +1,6 @@
 """Records a synthetic rollout with funrec and prints what was recorded.
 
-Run it with ``make demo`` (or ``python examples/quickstart.py`` inside the venv).
+Run it with ``.venv/bin/python examples/quickstart.py`` (``make setup`` makes the venv).
 """
 
 import torch
@@ -37,6 +37,7 @@ state = funrec.fold(recorder, synthetic_rollout())
 
 print("counts:  ", funrec.counts(state))
 print("video:   ", tuple(funrec.video(state["video"]).shape), "uint8 [T, envs, 3, H, W]")
-print("layout:  ", state["video"].layout)
+held, _ = funrec.drain(state["video"])
+print("clip:    ", tuple(funrec.clip(held).shape), "uint8 [T, 3, H, W], the envs tiled")
 print("episodes:", funrec.episodes(state["stats"]))
 print("rewards: ", funrec.trajectory(state["rewards"])["next", "reward"].sum().item())

@@ -111,6 +111,8 @@ def _(a: EpisodeStatsState, b: State) -> EpisodeStatsState:
         _counts(a.counts, b.counts),
         a.running_reward + b.running_reward,
         a.running_length + b.running_length,
+        _agree(a.reward_key, b.reward_key, "reward key"),
+        _agree(a.done_keys, b.done_keys, "done key"),
     )
 
 

@@ -88,12 +88,17 @@ class EpisodeStatsState(NamedTuple):
         counts: what happened to every finished episode (they are the items).
         running_reward: per sub-env, the reward summed so far in the current episode.
         running_length: per sub-env, the steps so far in the current episode.
+        reward_key: the reward key of the stream, decided on its first step (or
+            from ``init(example)``), else None.
+        done_keys: its done keys, decided likewise.
     """
 
     items: Storage = Queue()
     counts: Counts = Counts()
     running_reward: tuple[float, ...] = ()
     running_length: tuple[int, ...] = ()
+    reward_key: Key | None = None
+    done_keys: tuple[Key, ...] | None = None
 
 
 def frames(
@@ -183,18 +188,18 @@ def frames(
             )
         if new_size is not None:
             frame = images.resize(frame, new_size)
-        return frame, out_of_range(x, chosen)
+        return frame, (out_of_range(x, chosen) if x.is_floating_point() else (0, 0))
 
     def init(example: TensorDictBase | None = None) -> FramesState:
         if example is None:
             return FramesState(layout=hint if isinstance(hint, Layout) else None)
         return FramesState(layout=first_layout(read_key(example, key, who), example))
 
+    limit = f"{who}: max_frames"
+
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
         value = read_key(td, key, who)
-        admission = rules.admit(len(state.items), max_frames, overflow)
-        if admission.full:
-            raise _full(f"{who}: max_frames", max_frames)
+        admission = _admit(state.items, max_frames, overflow, limit)
         if not admission.record:
             return state._replace(counts=rules.count(state.counts, admission))
         chosen = state.layout or first_layout(value, td)
@@ -202,11 +207,8 @@ def frames(
             frame, (nonfinite, clipped) = convert(value, chosen)
         except LayoutError as err:
             raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
-        items = state.items.append(frame)
-        if admission.evict:
-            _, items = items.popleft()
         return FramesState(
-            items,
+            _keep(state.items, admission, frame),
             rules.count(state.counts, admission),
             chosen,
             state.nonfinite + nonfinite,
@@ -256,9 +258,7 @@ def tensordicts(
     def step(state: TensorDictsState, td: TensorDictBase) -> TensorDictsState:
         for key in keys or ():
             read_key(td, key, who)
-        admission = rules.admit(len(state.items), max_steps, overflow)
-        if admission.full:
-            raise _full(f"{who}: max_steps", max_steps)
+        admission = _admit(state.items, max_steps, overflow, f"{who}: max_steps")
         if not admission.record:
             return state._replace(counts=rules.count(state.counts, admission))
         batch_size = tuple(td.batch_size)
@@ -269,9 +269,7 @@ def tensordicts(
                 f"its own recorder, or drain and start a new state."
             )
         kept = td.select(*keys) if keys is not None else td
-        items = state.items.append(kept.detach().to("cpu").clone())
-        if admission.evict:
-            _, items = items.popleft()
+        items = _keep(state.items, admission, kept.detach().to("cpu").clone())
         return TensorDictsState(items, rules.count(state.counts, admission), batch_size)
 
     recorder = Recorder(init, step)
@@ -316,17 +314,25 @@ def episode_stats(
     _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
+    def keys_of(td: TensorDictBase) -> tuple[Key, tuple[Key, ...]]:
+        """The reward key and the done keys of a stream, decided once."""
+        reward = reward_key or (("next", "reward") if "next" in td else "reward")
+        return reward, (done_key,) if done_key is not None else rules.done_keys(td)
+
     def init(example: TensorDictBase | None = None) -> EpisodeStatsState:
         if example is None:
             return EpisodeStatsState()
         n = example.batch_size.numel()
-        return EpisodeStatsState(running_reward=(0.0,) * n, running_length=(0,) * n)
+        return EpisodeStatsState(Queue(), Counts(), (0.0,) * n, (0,) * n, *keys_of(example))
 
     def step(state: EpisodeStatsState, td: TensorDictBase) -> EpisodeStatsState:
         n = td.batch_size.numel()
-        key = reward_key or (("next", "reward") if "next" in td else "reward")
+        if state.reward_key is None or state.done_keys is None:
+            key, done_keys = keys_of(td)
+        else:
+            key, done_keys = state.reward_key, state.done_keys
         rewards = _per_env(read_key(td, key, who), n, key, td, who).tolist()
-        dones = rules.done_flags(td, done_key).reshape(n).tolist()
+        dones = rules.done_flags(td, done_keys).reshape(n).tolist()
         running_reward = state.running_reward or (0.0,) * n
         running_length = state.running_length or (0,) * n
         if len(running_reward) != n:
@@ -341,27 +347,40 @@ def episode_stats(
                 running_reward[env], running_length[env], rewards[env], dones[env]
             )
             if dones[env]:
-                admission = rules.admit(len(items), max_episodes, overflow)
-                if admission.full:
-                    raise _full(f"{who}: max_episodes", max_episodes)
+                admission = _admit(items, max_episodes, overflow, f"{who}: max_episodes")
                 if admission.record:
-                    items = items.append(Episode(env, ended_total, ended_length))
-                if admission.evict:
-                    _, items = items.popleft()
+                    items = _keep(items, admission, Episode(env, ended_total, ended_length))
                 counts = rules.count(counts, admission)
             totals.append(total)
             lengths.append(length)
-        return EpisodeStatsState(items, counts, tuple(totals), tuple(lengths))
+        return EpisodeStatsState(items, counts, tuple(totals), tuple(lengths), key, done_keys)
 
     return Recorder(init, step)
 
 
-def _full(limit: str, capacity: int | None) -> BufferFullError:
-    return BufferFullError(
-        f"{limit}={capacity} items are held and overflow='error'. Call "
-        f"funrec.drain(state) to write them out, raise the limit, or choose "
-        f"overflow='drop_oldest' or 'drop_newest'."
-    )
+_UNBOUNDED = {policy: rules.admit(0, None, policy) for policy in rules.OVERFLOW_POLICIES}
+
+
+def _admit(items: Storage, capacity: int | None, overflow: str, limit: str) -> rules.Admission:
+    """:func:`rules.admit` for a buffer; raises :class:`BufferFullError` when it says full."""
+    if capacity is None:  # the same admission for every item: decided once
+        return _UNBOUNDED[overflow]
+    admission = rules.admit(len(items), capacity, overflow)
+    if admission.full:
+        raise BufferFullError(
+            f"{limit}={capacity} items are held and overflow='error'. Call "
+            f"funrec.drain(state) to write them out, raise the limit, or choose "
+            f"overflow='drop_oldest' or 'drop_newest'."
+        )
+    return admission
+
+
+def _keep(items: Storage, admission: rules.Admission, item: Any) -> Storage:
+    """``items`` with ``item`` appended, and the oldest evicted if ``admission`` says so."""
+    items = items.append(item)
+    if admission.evict:
+        _, items = items.popleft()
+    return items
 
 
 def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "admit",
     "count",
     "done_flags",
+    "done_keys",
     "episode_step",
     "periodic",
     "pick",
@@ -119,11 +120,13 @@ def count(counts: Any, admission: Admission) -> Any:
         >>> count(Counts(), admit(0, None, "error"))
         Counts(seen=1, recorded=1, skipped=0, dropped=0)
     """
-    seen = admission.full ^ True
-    return counts._replace(
-        seen=counts.seen + seen,
-        recorded=counts.recorded + (admission.record & seen & (admission.evict ^ True)),
-        dropped=counts.dropped + admission.dropped,
+    seen, recorded, skipped, dropped = counts
+    entered = admission.full ^ True
+    return type(counts)(
+        seen + entered,
+        recorded + (admission.record & entered & (admission.evict ^ True)),
+        skipped,
+        dropped + admission.dropped,
     )
 
 
@@ -174,15 +177,44 @@ def episode_step(
     return total, length, total * going, length * going
 
 
+def done_keys(td: TensorDictBase) -> tuple[tuple[str, ...], ...]:
+    """Every done key of a TensorDict: each leaf whose last name is ``"done"``.
+
+    Under ``"next"`` when the TensorDict has a ``"next"`` entry (a transition),
+    else at its root (what an env step returns); nested ones included.
+
+    Raises:
+        MissingKeyError: there is no done key.
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> done_keys(TensorDict({"next": {"done": torch.zeros(1, dtype=torch.bool)}}))
+        (('next', 'done'),)
+    """
+    from funrec.recorder import read_key  # the one place keys are read
+
+    nested = "next" in td
+    root = td.get("next") if nested else td
+    prefix: tuple[str, ...] = ("next",) if nested else ()
+    keys: tuple[tuple[str, ...], ...] = ()
+    if isinstance(root, TensorDictBase):
+        for key in root.keys(include_nested=True, leaves_only=True):
+            key = key if isinstance(key, tuple) else (key,)
+            if key[-1] == "done":
+                keys += (prefix + key,)
+    if not keys:
+        read_key(td, (*prefix, "done"), "done_keys()")
+    return keys
+
+
 def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
     """Which sub-envs ended an episode at this step: one bool per batch entry.
 
     The episode-end rule of every recorder, gate, writer and adapter. With
-    ``keys=None`` it reads every done key of the TensorDict: each leaf whose
-    last name is ``"done"``, nested ones (multi-agent groups) included, under
-    ``"next"`` when the TensorDict has a ``"next"`` entry (a transition), else
-    at its root (what an env step returns). Each is reduced to the batch shape
-    with ``any`` over its trailing dims, and the keys are or-ed.
+    ``keys=None`` it reads every done key of the TensorDict
+    (:func:`done_keys`: nested ones, such as multi-agent groups, included). Each
+    is reduced to the batch shape with ``any`` over its trailing dims, and the
+    keys are or-ed.
 
     Args:
         td: a step's TensorDict, batch size ``[*batch]``.
@@ -202,35 +234,31 @@ def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
         >>> done_flags(td).tolist()
         [True, True]
     """
-    from funrec.recorders import read_key  # the one place keys are read
+    from funrec.recorder import read_key
 
     if keys is None:
-        keys = _done_keys(td)
-        if not keys:
-            read_key(td, ("next", "done") if "next" in td else "done", "done_flags()")
+        keys = done_keys(td)
     elif isinstance(keys, (str, tuple)):
-        keys = [keys]
+        keys = (keys,)
+    if not keys:
+        raise RecorderError("done_flags(): no done keys given; pass keys=None to read them all.")
     batch = td.batch_size
-    flags = torch.zeros(batch, dtype=torch.bool)
+    flags: torch.Tensor | None = None
     for key in keys:
-        value = torch.as_tensor(read_key(td, key, "done_flags()"))
-        if value.shape[: len(batch)] != batch:
-            raise RecorderError(
-                f"done_flags(): key {key!r} has shape {tuple(value.shape)}, which does not start "
-                f"with the batch size {tuple(batch)}; a done flag is [*batch] or [*batch, ...]."
-            )
-        flags = flags | value.reshape(*batch, -1).any(-1).cpu()
-    return flags
-
-
-def _done_keys(td: TensorDictBase) -> list[tuple[str, ...]]:
-    root: Any = td.get("next") if "next" in td else td
-    prefix = ("next",) if root is not td else ()
-    if not isinstance(root, TensorDictBase):
-        return []
-    keys = []
-    for key in root.keys(include_nested=True, leaves_only=True):
-        key = key if isinstance(key, tuple) else (key,)
-        if key[-1] == "done":
-            keys.append(prefix + key)
-    return keys
+        value = read_key(td, key, "done_flags()")
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value)
+        if value.shape != batch:
+            if value.shape[: len(batch)] != batch:
+                raise RecorderError(
+                    f"done_flags(): key {key!r} has shape {tuple(value.shape)}, which does not "
+                    f"start with the batch size {tuple(batch)}; a done flag is [*batch] or "
+                    "[*batch, ...]."
+                )
+            # one value per sub-env ([*batch, 1]): a reshape; more (agents...): any of them
+            single = value.numel() == batch.numel()
+            value = value.reshape(batch) if single else value.reshape(*batch, -1).any(-1)
+        value = value if value.dtype == torch.bool else value.bool()
+        flags = value if flags is None else flags | value
+    assert flags is not None  # keys is not empty
+    return flags.cpu()

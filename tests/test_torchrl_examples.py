@@ -18,7 +18,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FULL = os.environ.get("FUNREC_FULL") == "1"
 
 
-def run_example(name: str, cwd: Path, **env: str) -> None:
+def run_example(name: str, cwd: Path, **env: str) -> str:
+    """Runs ``examples/<name>`` in ``cwd`` with headless rendering; returns its stdout."""
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         cwd=cwd,
@@ -28,6 +29,7 @@ def run_example(name: str, cwd: Path, **env: str) -> None:
         timeout=900,  # a guard against a hang, not a speed check
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def decoded_and_recorded(path: Path) -> tuple[torch.Tensor, dict]:
