@@ -32,8 +32,19 @@ SCENARIOS = (
     "dump_latency",
     "gym_record_video",
     "rollout_memory",
+    "jax_record",
 )
-PACKAGES = ("torch", "torchrl", "tensordict", "numpy", "imageio-ffmpeg", "gymnasium", "moviepy")
+PACKAGES = (
+    "torch",
+    "torchrl",
+    "tensordict",
+    "numpy",
+    "imageio-ffmpeg",
+    "gymnasium",
+    "moviepy",
+    "jax",
+    "xminigrid",
+)
 
 METHOD = """\
 ## Method

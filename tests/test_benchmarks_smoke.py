@@ -26,6 +26,7 @@ EXPECTED_ROWS = [
     "| gymnasium RecordVideo |",  # 7. gymnasium
     "| funrec stream |",
     "| 10 | ",  # 8. rollout memory (quick lengths 5, 10)
+    "| scan + ring + streaming |",  # 9. recording inside jax.jit
 ]
 
 

@@ -1,0 +1,101 @@
+"""Streaming out of a running scan: every recorded frame reaches the writer once, in order."""
+
+import funrec_jax
+import jax
+import jax.numpy as jnp
+import pytest
+import torch
+
+import funrec
+from funrec.writers import open_video, read_video, write_drained
+
+
+def stamped(t, env=0):
+    """A uint8 frame carrying ``t`` in red and ``env`` in green."""
+    frame = jnp.zeros((6, 10, 3), jnp.uint8)
+    return frame.at[..., 0].set(jnp.uint8(t % 256)).at[..., 1].set(jnp.uint8(env))
+
+
+def run(rec, writer, steps, k, n_envs=None):
+    """jit(scan) of ``steps`` steps, streaming every ``k``; returns the final state."""
+
+    def data(t):
+        if n_envs is None:
+            return {"pixels": stamped(t), "next": {"reward": jnp.float32(1), "done": t % 5 == 4}}
+        return {
+            "pixels": jnp.stack([stamped(t, e) for e in range(n_envs)]),
+            "next": {"reward": jnp.ones(n_envs), "done": jnp.full(n_envs, t % 5 == 4)},
+        }
+
+    step = rec.step if n_envs is None else jax.vmap(rec.step)
+
+    def body(state, t):
+        state = step(state, data(t))
+        return funrec_jax.write_drained(state, writer, when=t % k == k - 1), None
+
+    init = rec.init if n_envs is None else jax.vmap(rec.init)
+    state = init(data(0))
+    return jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(steps))[0])(state)
+
+
+def test_every_recorded_frame_is_written_once_in_order(tmp_path):
+    rec = funrec_jax.frames(max_frames=4)
+    with open_video(tmp_path / "clip.pt") as writer:
+        state = run(rec, writer, steps=22, k=4)
+        assert int(state.held) == 2  # 20 frames left in five chunks, 2 wait
+        write_drained(funrec_jax.export(state), writer)  # the rest, after the scan
+    video = read_video(tmp_path / "clip.pt")
+    assert video[:, 0, 0, 0].tolist() == list(range(22))
+    assert funrec.counts(funrec_jax.export(state)) == funrec.Counts(22, 22, 0, 0)
+
+
+def test_gated_streams_write_what_the_gate_passes(tmp_path):
+    rec = funrec_jax.every(3, funrec_jax.frames(max_frames=2, overflow="error"))
+    with open_video(tmp_path / "clip.pt") as writer:
+        state = run(rec, writer, steps=18, k=6)
+    assert read_video(tmp_path / "clip.pt")[:, 0, 0, 0].tolist() == [0, 3, 6, 9, 12, 15]
+    assert funrec.counts(funrec_jax.export(state)) == funrec.Counts(18, 6, 12, 0)
+
+
+def test_vmapped_streams_write_one_video_per_env(tmp_path):
+    rec = funrec_jax.named(
+        video=funrec_jax.frames(max_frames=5), stats=funrec_jax.episode_stats(max_episodes=8)
+    )
+    writers = [open_video(tmp_path / f"env{e}.png", format="png") for e in range(3)]
+    state = run(rec, [{"video": w} for w in writers], steps=15, k=5, n_envs=3)
+    for w in writers:
+        w.close()
+    for e in range(3):
+        video = read_video(tmp_path / f"env{e}.png")
+        assert video[:, 0, 0, 0].tolist() == list(range(15))
+        assert set(video[:, 1, 0, 0].tolist()) == {e}
+    per_env = funrec_jax.export(state)
+    # The episodes had no writer: they stay in the state.
+    assert [ep.env for ep in funrec.episodes(per_env[2]["stats"])] == [2, 2, 2]
+    assert funrec.counts(per_env[0]["video"]) == funrec.Counts(15, 15, 0, 0)
+    assert len(funrec.video(per_env[0]["video"])) == 0
+
+
+def test_writers_get_the_counts_in_their_sidecar(tmp_path):
+    rec = funrec_jax.frames(max_frames=3, overflow="drop_newest")
+    with open_video(tmp_path / "clip.pt") as writer:
+        run(rec, writer, steps=10, k=5)  # 5 steps between writes, 3 slots: 2 dropped each time
+    assert writer.metadata["counts"] == {"seen": 10, "recorded": 6, "skipped": 0, "dropped": 4}
+    assert read_video(tmp_path / "clip.pt")[:, 0, 0, 0].tolist() == [0, 1, 2, 5, 6, 7]
+
+
+def test_a_batched_state_needs_one_writer_per_env(tmp_path):
+    rec = funrec_jax.frames(max_frames=2)
+    with open_video(tmp_path / "clip.pt") as writer, pytest.raises(TypeError, match="per env"):
+        run(rec, writer, steps=2, k=2, n_envs=2)
+
+
+def test_eager_write_drained_writes_and_drains(tmp_path):
+    rec = funrec_jax.frames(max_frames=4)
+    data = {"pixels": stamped(9)}
+    state = rec.step(rec.init(data), data)
+    with open_video(tmp_path / "clip.pt") as writer:
+        state = funrec_jax.write_drained(state, writer)
+        state = funrec_jax.write_drained(state, writer, when=False)
+    assert int(state.held) == 0
+    assert torch.equal(read_video(tmp_path / "clip.pt")[:, 0, 0, 0], torch.tensor([9]))
