@@ -20,6 +20,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: lint
 	CI=$${CI:-true} $(BIN)/python -m pytest -q -ra

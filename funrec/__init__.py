@@ -2,12 +2,15 @@
 
 A recorder is ``Recorder(init, step)``; a recording is
 ``state = recorder.step(state, td)`` over the TensorDicts of a rollout.
-Files, processes and frameworks stay at the edges: ``funrec.writers`` and the
-``funrec_torchrl`` adapter (a JAX adapter is next).
+
+The layers: this package is the pure core (recorders, combinators, rules,
+layouts, images, views); ``funrec.writers`` is the shell that puts recordings
+on disk; ``funrec.testing`` holds the Hypothesis helpers; the adapters
+``funrec_torchrl`` and ``funrec_jax`` connect the core to those frameworks.
 """
 
-from typing import Any
-
+from funrec import rules
+from funrec._queue import Queue, Storage
 from funrec.combinators import (
     GateState,
     NamedState,
@@ -22,7 +25,9 @@ from funrec.combinators import (
     when,
 )
 from funrec.errors import BufferFullError, MissingKeyError, RecorderError
+from funrec.images import center_crop, clip, grid, resize, stack_frames
 from funrec.layout import Layout, LayoutError
+from funrec.merge import merge
 from funrec.recorder import Counts, Recorder, Stage, fold
 from funrec.recorders import (
     Episode,
@@ -33,7 +38,7 @@ from funrec.recorders import (
     frames,
     tensordicts,
 )
-from funrec.views import counts, drain, episodes, grid, stack_frames, trajectory, video
+from funrec.views import counts, drain, episodes, trajectory, video
 
 __version__ = "0.1.0"
 
@@ -48,11 +53,15 @@ __all__ = [
     "LayoutError",
     "MissingKeyError",
     "NamedState",
+    "Queue",
     "Recorder",
     "RecorderError",
     "Stage",
+    "Storage",
     "TensorDictsState",
     "capped_cubic",
+    "center_crop",
+    "clip",
     "counts",
     "drain",
     "episode_stats",
@@ -61,13 +70,14 @@ __all__ = [
     "fold",
     "frames",
     "grid",
-    "load",
     "map_td",
+    "merge",
     "named",
     "on_episodes",
     "on_steps",
     "pipeline",
-    "read_video",
+    "resize",
+    "rules",
     "select",
     "stack_frames",
     "tensordicts",
@@ -76,12 +86,3 @@ __all__ = [
     "when",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # The writers (the imperative shell) load on first use, so importing the
-    # pure core never imports ffmpeg or touches files.
-    if name in ("read_video", "load"):
-        from funrec import writers
-
-        return getattr(writers, name)
-    raise AttributeError(f"module 'funrec' has no attribute {name!r}")

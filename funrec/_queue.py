@@ -1,6 +1,12 @@
-"""A persistent FIFO queue: the buffer inside every recorder state.
+"""Storage for recorder states: the protocol, and a persistent FIFO queue.
 
-Two cons lists (Okasaki's banker's queue): ``append`` conses onto the back,
+A recorder holds its items in a :class:`Storage`: anything with O(1)
+``append``, ``popleft``, ``len`` and oldest-first iteration that returns new
+values instead of changing. :class:`Queue` serves eager recording; the JAX
+adapter keeps a fixed-capacity ring of arrays instead.
+
+The queue is
+two cons lists (Okasaki's banker's queue): ``append`` conses onto the back,
 ``popleft`` takes the head of the front and, when the front runs out, reverses
 the back into it once. Every operation returns a new queue that shares all its
 cells with the old one, so appending costs O(1) and popping O(1) amortized
@@ -10,17 +16,17 @@ whatever the length, and no earlier version ever changes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import torch
 from tensordict import TensorDictBase
 
 # A cons list is either None (empty) or a pair (head, tail).
-_Cons = tuple[Any, "_Cons"] | None
+_Cons: TypeAlias = "tuple[Any, _Cons] | None"
 
 
 def _reverse(cells: _Cons) -> _Cons:
-    out = None
+    out: _Cons = None
     while cells is not None:
         head, cells = cells
         out = (head, out)
@@ -52,6 +58,18 @@ def same_value(a: Any, b: Any) -> bool:
             and all(same_value(a.get(k), b.get(k)) for k in a.keys(True, True))
         )
     return bool(a == b)
+
+
+class Storage(Protocol):
+    """What a recorder state holds its items in: an immutable FIFO."""
+
+    def append(self, item: Any) -> Storage: ...
+
+    def popleft(self) -> tuple[Any, Storage]: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Queue:
@@ -88,6 +106,7 @@ class Queue:
             if back is None:
                 raise IndexError("popleft from an empty Queue")
             front, back = _reverse(back), None
+        assert front is not None  # back was not empty
         head, rest = front
         return head, Queue(rest, back, self._size - 1)
 
@@ -114,7 +133,7 @@ class Queue:
 
 
 def _reverse_list(items: Iterable[Any]) -> _Cons:
-    out = None
+    out: _Cons = None
     for item in items:
         out = (item, out)
     return out

@@ -1,24 +1,24 @@
 """Combinators: recorders built from recorders.
 
 Gates (``every``, ``when``, ``on_episodes``, ``on_steps``) decide which
-TensorDicts reach the recorder they wrap and count the others as skipped.
-Stages (``select``, ``map_td``) change the TensorDict on its way in. ``named``
-fans one stream out to several recorders, and ``pipeline`` chains stages left
-to right. Called without a recorder, each combinator returns a stage for
-``pipeline``.
+TensorDicts reach the recorder they wrap and count the others as skipped; their
+decisions are the rules of :mod:`funrec.rules`. Stages (``select``, ``map_td``)
+change the TensorDict on its way in. ``named`` fans one stream out to several
+recorders, and ``pipeline`` chains stages left to right. Called without a
+recorder, each gate and stage returns a :class:`Stage` for ``pipeline``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, overload
 
 from tensordict import TensorDictBase
 
+from funrec import rules
+from funrec._queue import same_value
 from funrec.errors import RecorderError
-from funrec.recorder import Recorder, Stage, State
-from funrec.recorders import Key, read_key
+from funrec.recorder import Key, Recorder, Stage, State, check_recorder, init_state, read_key
 
 
 class GateState(NamedTuple):
@@ -33,45 +33,85 @@ class GateState(NamedTuple):
     """
 
     inner: State
-    seen: int = 0
-    skipped: int = 0
-    episode: int = 0
-    window: int = 0
+    seen: Any = 0
+    skipped: Any = 0
+    episode: Any = 0
+    window: Any = 0
 
 
-class NamedState(NamedTuple):
-    """State of :func:`named`: one state per name, read as ``state[name]``."""
+class NamedState(Mapping[str, State]):
+    """State of :func:`named`: an immutable mapping from each name to its recorder's state.
 
-    names: tuple[str, ...]
-    states: tuple[State, ...]
+    The names are structure, not data: two states are equal when they have the
+    same names, in the same order, with equal states.
 
-    def __getitem__(self, name: Any) -> State:  # type: ignore[override]
-        if isinstance(name, str):
-            return self.states[self.names.index(name)]
-        return tuple.__getitem__(self, name)
+    Example:
+        >>> import funrec
+        >>> state = funrec.named(video=funrec.frames(), stats=funrec.episode_stats()).init()
+        >>> list(state), "video" in state, len(state)
+        (['video', 'stats'], True, 2)
+    """
 
-    def items(self) -> tuple[tuple[str, State], ...]:
-        """``(name, state)`` pairs, in the order the recorders were given."""
-        return tuple(zip(self.names, self.states, strict=True))
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Mapping[str, State] | Sequence[tuple[str, State]] = ()) -> None:
+        self._states = dict(states)
+
+    def __getitem__(self, name: str) -> State:
+        try:
+            return self._states[name]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"no recorder named {name!r} in named({', '.join(self._states)}); "
+                f"use one of {list(self._states)}."
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NamedState):
+            return NotImplemented
+        return list(self) == list(other) and all(
+            same_value(a, b) for a, b in zip(self.values(), other.values(), strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def replace(self, **states: State) -> NamedState:
+        """A copy with the states of some names replaced.
+
+        Example:
+            >>> import funrec
+            >>> state = funrec.named(a=funrec.frames()).init()
+            >>> state.replace(a=funrec.frames().init()) == state
+            True
+        """
+        for name in states:
+            self[name]
+        return NamedState({**self._states, **states})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return NamedState, (tuple(self._states.items()),)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={state!r}" for name, state in self._states.items())
+        return f"NamedState({inner})"
 
 
-def _stage(combinator: Callable[..., Recorder]) -> Callable[..., Any]:
-    """Lets ``combinator(*args)`` without its recorder return a stage."""
-
-    @functools.wraps(combinator)
-    def wrapper(*args: Any, recorder: Recorder | None = None, **kwargs: Any) -> Any:
-        if recorder is None and args and isinstance(args[-1], Recorder):
-            *args, recorder = args
-        if recorder is None:
-            return lambda r: combinator(*args, recorder=r, **kwargs)
-        return combinator(*args, recorder=recorder, **kwargs)
-
-    return wrapper
+def _stage_or_recorder(
+    name: str, build: Callable[[Recorder], Recorder], recorder: Recorder | None
+) -> Stage | Recorder:
+    stage = Stage(name, build)
+    return stage if recorder is None else stage(recorder)
 
 
-def _gate(recorder: Recorder, keep: Callable[[GateState, TensorDictBase], tuple[bool, GateState]]):
-    def init() -> GateState:
-        return GateState(recorder.init())
+def _gate(recorder: Recorder, keep: Callable[[GateState, TensorDictBase], tuple[Any, GateState]]):
+    def init(example: TensorDictBase | None = None) -> GateState:
+        return GateState(init_state(recorder, example))
 
     def step(state: GateState, td: TensorDictBase) -> GateState:
         passes, state = keep(state, td)
@@ -82,29 +122,43 @@ def _gate(recorder: Recorder, keep: Callable[[GateState, TensorDictBase], tuple[
     return Recorder(init, step)
 
 
-@_stage
-def every(n: int, *, recorder: Recorder) -> Recorder:
+@overload
+def every(n: int) -> Stage: ...
+@overload
+def every(n: int, recorder: Recorder) -> Recorder: ...
+def every(n: int, recorder: Recorder | None = None) -> Stage | Recorder:
     """Passes one TensorDict in ``n`` (the first, the ``n+1``-th, ...) to ``recorder``.
+
+    The same rule as a recorder's ``skip=n`` (:func:`funrec.rules.periodic`).
 
     Args:
         n: the period, an integer >= 1.
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`GateState`.
+        A :class:`Recorder` whose state is a :class:`GateState` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
         >>> rec = funrec.every(4, funrec.frames())
         >>> same = funrec.pipeline(funrec.every(4), funrec.frames())
     """
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise RecorderError(f"every(n): n must be an integer >= 1, got {n!r}.")
-    return _gate(recorder, lambda s, td: (s.seen % n == 0, s))
+    return _stage_or_recorder(
+        f"every({n})",
+        lambda r: _gate(r, lambda s, td: (rules.periodic(s.seen, n), s)),
+        recorder,
+    )
 
 
-@_stage
-def when(predicate: Callable[[TensorDictBase], bool], *, recorder: Recorder) -> Recorder:
+@overload
+def when(predicate: Callable[[TensorDictBase], Any]) -> Stage: ...
+@overload
+def when(predicate: Callable[[TensorDictBase], Any], recorder: Recorder) -> Recorder: ...
+def when(
+    predicate: Callable[[TensorDictBase], Any], recorder: Recorder | None = None
+) -> Stage | Recorder:
     """Passes the TensorDicts for which ``predicate(td)`` is true to ``recorder``.
 
     Args:
@@ -112,35 +166,46 @@ def when(predicate: Callable[[TensorDictBase], bool], *, recorder: Recorder) -> 
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`GateState`.
+        A :class:`Recorder` whose state is a :class:`GateState` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
         >>> rec = funrec.when(lambda td: bool(td["next", "reward"] > 0), funrec.tensordicts())
     """
-    return _gate(recorder, lambda s, td: (bool(predicate(td)), s))
+    if not callable(predicate):
+        raise RecorderError(f"when(predicate): predicate must be callable, got {predicate!r}.")
+    name = f"when({getattr(predicate, '__name__', repr(predicate))})"
+    return _stage_or_recorder(
+        name, lambda r: _gate(r, lambda s, td: (bool(predicate(td)), s)), recorder
+    )
 
 
-@_stage
+@overload
+def on_episodes(trigger: Callable[[int], Any], *, done_key: Key | None = None) -> Stage: ...
+@overload
 def on_episodes(
-    trigger: Callable[[int], bool],
+    trigger: Callable[[int], Any], recorder: Recorder, *, done_key: Key | None = None
+) -> Recorder: ...
+def on_episodes(
+    trigger: Callable[[int], Any],
+    recorder: Recorder | None = None,
     *,
-    recorder: Recorder,
-    done_key: Key = ("next", "done"),
-) -> Recorder:
+    done_key: Key | None = None,
+) -> Stage | Recorder:
     """Passes every step of the episodes whose index satisfies ``trigger``.
 
-    Episodes are numbered from 0; a step whose done flag is set is the last of
-    its episode. Like gymnasium's ``RecordVideo(episode_trigger=...)``. The
-    stream must be unbatched: record a batched env per sub-env instead.
+    Episodes are numbered from 0; a step that ends the episode
+    (:func:`funrec.rules.done_flags`) is its last. Like gymnasium's
+    ``RecordVideo(episode_trigger=...)``. The stream must be unbatched: record a
+    batched env per sub-env instead.
 
     Args:
         trigger: ``trigger(episode_index) -> bool``, e.g. :func:`capped_cubic`.
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
-        done_key: the key of the done flag.
+        done_key: the done key to read; None reads every done key.
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`GateState`.
+        A :class:`Recorder` whose state is a :class:`GateState` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
@@ -148,25 +213,32 @@ def on_episodes(
     """
     who = f"on_episodes(done_key={done_key!r})"
 
-    def keep(state: GateState, td: TensorDictBase) -> tuple[bool, GateState]:
-        done = read_key(td, done_key, who)
+    def keep(state: GateState, td: TensorDictBase) -> tuple[Any, GateState]:
+        done = rules.done_flags(td, done_key)
         if done.numel() != 1:
             raise RecorderError(
-                f"{who}: the done flag has shape {tuple(done.shape)}; episode triggers need "
+                f"{who}: the done flags have shape {tuple(done.shape)}; episode triggers need "
                 f"an unbatched stream (one done value). Record each sub-env on its own."
             )
         passes = bool(trigger(state.episode))
-        return passes, state._replace(episode=state.episode + int(bool(done.item())))
+        return passes, state._replace(episode=state.episode + int(done.item()))
 
-    return _gate(recorder, keep)
+    name = f"on_episodes({getattr(trigger, '__name__', repr(trigger))})"
+    return _stage_or_recorder(name, lambda r: _gate(r, keep), recorder)
 
 
-@_stage
-def on_steps(trigger: Callable[[int], bool], *, recorder: Recorder, length: int) -> Recorder:
+@overload
+def on_steps(trigger: Callable[[int], Any], *, length: int) -> Stage: ...
+@overload
+def on_steps(trigger: Callable[[int], Any], recorder: Recorder, *, length: int) -> Recorder: ...
+def on_steps(
+    trigger: Callable[[int], Any], recorder: Recorder | None = None, *, length: int
+) -> Stage | Recorder:
     """Opens a window of ``length`` steps at every step index where ``trigger`` is true.
 
     Steps are numbered from 0. A trigger inside an open window does not extend
-    it. Like gymnasium's ``RecordVideo(step_trigger=..., video_length=...)``.
+    it (:func:`funrec.rules.window`). Like gymnasium's
+    ``RecordVideo(step_trigger=..., video_length=...)``.
 
     Args:
         trigger: ``trigger(step_index) -> bool``.
@@ -174,20 +246,23 @@ def on_steps(trigger: Callable[[int], bool], *, recorder: Recorder, length: int)
         length: the number of steps each window passes, >= 1.
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`GateState`.
+        A :class:`Recorder` whose state is a :class:`GateState` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
         >>> rec = funrec.on_steps(lambda t: t % 1000 == 0, funrec.frames(), length=100)
     """
-    if not isinstance(length, int) or length < 1:
-        raise RecorderError(f"on_steps(length=...): length must be an integer >= 1, got {length}.")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise RecorderError(
+            f"on_steps(length=...): length must be an integer >= 1, got {length!r}."
+        )
 
-    def keep(state: GateState, td: TensorDictBase) -> tuple[bool, GateState]:
-        window = state.window or (length if trigger(state.seen) else 0)
-        return window > 0, state._replace(window=max(window - 1, 0))
+    def keep(state: GateState, td: TensorDictBase) -> tuple[Any, GateState]:
+        passes, left = rules.window(state.window, bool(trigger(state.seen)), length)
+        return passes, state._replace(window=left)
 
-    return _gate(recorder, keep)
+    name = f"on_steps({getattr(trigger, '__name__', repr(trigger))}, length={length})"
+    return _stage_or_recorder(name, lambda r: _gate(r, keep), recorder)
 
 
 def capped_cubic(episode: int) -> bool:
@@ -211,8 +286,11 @@ def capped_cubic(episode: int) -> bool:
     return episode % 1000 == 0
 
 
-@_stage
-def select(keys: Sequence[Key], *, recorder: Recorder) -> Recorder:
+@overload
+def select(keys: Sequence[Key]) -> Stage: ...
+@overload
+def select(keys: Sequence[Key], recorder: Recorder) -> Recorder: ...
+def select(keys: Sequence[Key], recorder: Recorder | None = None) -> Stage | Recorder:
     """Passes only ``keys`` of each TensorDict to ``recorder``.
 
     Args:
@@ -220,25 +298,35 @@ def select(keys: Sequence[Key], *, recorder: Recorder) -> Recorder:
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
 
     Returns:
-        A :class:`Recorder` with the state of ``recorder``.
+        A :class:`Recorder` with the state of ``recorder`` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
         >>> rec = funrec.select(["pixels", ("next", "reward")], funrec.tensordicts())
     """
+    if isinstance(keys, str):
+        raise RecorderError(f"select(keys): pass a list of keys, e.g. [{keys!r}], not a string.")
     keys = list(keys)
     who = f"select({keys!r})"
 
-    def step(state: State, td: TensorDictBase) -> State:
-        for key in keys:
-            read_key(td, key, who)
-        return recorder.step(state, td.select(*keys))
+    def build(r: Recorder) -> Recorder:
+        def step(state: State, td: TensorDictBase) -> State:
+            for key in keys:
+                read_key(td, key, who)
+            return r.step(state, td.select(*keys))
 
-    return Recorder(recorder.init, step)
+        return Recorder(r.init, step)
+
+    return _stage_or_recorder(who, build, recorder)
 
 
-@_stage
-def map_td(fn: Callable[[TensorDictBase], TensorDictBase], *, recorder: Recorder) -> Recorder:
+@overload
+def map_td(fn: Callable[[TensorDictBase], TensorDictBase]) -> Stage: ...
+@overload
+def map_td(fn: Callable[[TensorDictBase], TensorDictBase], recorder: Recorder) -> Recorder: ...
+def map_td(
+    fn: Callable[[TensorDictBase], TensorDictBase], recorder: Recorder | None = None
+) -> Stage | Recorder:
     """Passes ``fn(td)`` to ``recorder``: a pure TensorDict -> TensorDict stage.
 
     Args:
@@ -246,13 +334,19 @@ def map_td(fn: Callable[[TensorDictBase], TensorDictBase], *, recorder: Recorder
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
 
     Returns:
-        A :class:`Recorder` with the state of ``recorder``.
+        A :class:`Recorder` with the state of ``recorder`` (or a :class:`Stage`).
 
     Example:
         >>> import funrec
         >>> crop = funrec.map_td(lambda td: td.copy().set("pixels", td["pixels"][8:-8, 8:-8]))
     """
-    return Recorder(recorder.init, lambda state, td: recorder.step(state, fn(td)))
+    if not callable(fn):
+        raise RecorderError(f"map_td(fn): fn must be callable, got {fn!r}.")
+    return _stage_or_recorder(
+        f"map_td({getattr(fn, '__name__', repr(fn))})",
+        lambda r: Recorder(r.init, lambda state, td: r.step(state, fn(td))),
+        recorder,
+    )
 
 
 def named(**recorders: Recorder) -> Recorder:
@@ -270,33 +364,33 @@ def named(**recorders: Recorder) -> Recorder:
     Example:
         >>> import funrec
         >>> rec = funrec.named(video=funrec.frames(), stats=funrec.episode_stats())
-        >>> rec.init()["video"].counts
+        >>> funrec.counts(rec.init()["video"])
         Counts(seen=0, recorded=0, skipped=0, dropped=0)
     """
     if not recorders:
         raise RecorderError("named() needs at least one recorder, e.g. named(video=frames()).")
-    names = tuple(recorders)
+    for name, recorder in recorders.items():
+        check_recorder(recorder, f"named({name}=...)")
+    pairs = tuple(recorders.items())
 
-    def init() -> NamedState:
-        return NamedState(names, tuple(r.init() for r in recorders.values()))
+    def init(example: TensorDictBase | None = None) -> NamedState:
+        return NamedState([(name, init_state(r, example)) for name, r in pairs])
 
     def step(state: NamedState, td: TensorDictBase) -> NamedState:
-        return NamedState(
-            names,
-            tuple(r.step(s, td) for r, s in zip(recorders.values(), state.states, strict=True)),
-        )
+        return NamedState([(name, r.step(state[name], td)) for name, r in pairs])
 
     return Recorder(init, step)
 
 
-def pipeline(*stages: Stage | Recorder) -> Recorder:
+def pipeline(*stages: Stage | Callable[[Recorder], Recorder] | Recorder) -> Recorder:
     """Chains stages left to right, ending with a recorder.
 
     ``pipeline(a, b, r)`` is ``a(b(r))``: a TensorDict goes through ``a``, then
     ``b``, then into ``r``.
 
     Args:
-        *stages: stages (combinators called without their recorder), then a recorder.
+        *stages: stages (combinators called without their recorder, or any
+            function from a recorder to a recorder), then a recorder.
 
     Returns:
         A :class:`Recorder`.
@@ -305,12 +399,26 @@ def pipeline(*stages: Stage | Recorder) -> Recorder:
         >>> import funrec
         >>> rec = funrec.pipeline(funrec.select(["pixels"]), funrec.every(2), funrec.frames())
     """
-    if not stages or not isinstance(stages[-1], Recorder):
-        raise RecorderError(
-            "pipeline(...) must end with a recorder, e.g. pipeline(every(2), frames()); "
-            f"got {stages[-1] if stages else 'nothing'!r} last."
-        )
+    if not stages:
+        raise RecorderError("pipeline() needs a recorder, e.g. pipeline(every(2), frames()).")
     *transformers, recorder = stages
+    if not isinstance(recorder, Recorder):
+        raise RecorderError(
+            "pipeline(...) must end with a recorder, e.g. pipeline(every(2), frames()); got "
+            f"{type(recorder).__name__} {recorder!r} last."
+        )
+    for i, stage in enumerate(transformers, start=1):
+        if isinstance(stage, Recorder):
+            raise RecorderError(
+                f"pipeline(...): argument {i} is a recorder, but only the last argument may "
+                "be one; to record several things from one stream, use "
+                "funrec.named(a=..., b=...)."
+            )
+        if not callable(stage):
+            raise RecorderError(
+                f"pipeline(...): argument {i} ({stage!r}) is not a stage; pass stages such "
+                "as every(2) or select([...]), then a recorder."
+            )
     for stage in reversed(transformers):
-        recorder = stage(recorder)
+        recorder = check_recorder(stage(recorder), f"pipeline(...): stage {stage!r} returned")
     return recorder

@@ -25,6 +25,7 @@ Detection rule (see docs/layouts.md):
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,9 +43,11 @@ __all__ = [
     "Layout",
     "LayoutError",
     "as_tensor",
-    "count_nonfinite",
+    "check_hint",
     "detect",
     "normalize",
+    "out_of_range",
+    "scale_warning",
 ]
 
 ORDERS = ("HWC", "CHW", "HW")
@@ -74,18 +77,18 @@ class Layout:
     """How the frames of one stream are laid out.
 
     Attributes:
-      batch_shape: the leading dims before the image dims, ``()`` for one image.
-      order: ``"HWC"``, ``"CHW"`` or ``"HW"`` (grayscale without a channel dim).
-      channels: 1 (grayscale), 3 (RGB) or 4 (RGBA; the alpha channel is dropped).
-      height: image height in pixels.
-      width: image width in pixels.
-      dtype: torch dtype name of the input, e.g. ``"uint8"``, ``"float32"``, ``"bool"``.
-      scale: factor that maps input values to [0, 255]: 255 for float [0, 1] and
-        bool frames, 1 otherwise.
+        batch_shape: the leading dims before the image dims, ``()`` for one image.
+        order: ``"HWC"``, ``"CHW"`` or ``"HW"`` (grayscale without a channel dim).
+        channels: 1 (grayscale), 3 (RGB) or 4 (RGBA; the alpha channel is dropped).
+        height: image height in pixels.
+        width: image width in pixels.
+        dtype: torch dtype name of the input, e.g. ``"uint8"``, ``"float32"``, ``"bool"``.
+        scale: factor that maps input values to [0, 255]: 255 for float [0, 1] and
+          bool frames, 1 otherwise.
 
     Example:
-      >>> Layout((), "CHW", 3, 64, 48, "float32", 255).shape
-      (3, 64, 48)
+        >>> Layout((), "CHW", 3, 64, 48, "float32", 255).shape
+        (3, 64, 48)
     """
 
     batch_shape: tuple[int, ...]
@@ -155,14 +158,14 @@ def as_tensor(x: Any) -> torch.Tensor:
     The result may share memory with ``x``; never write into it.
 
     Args:
-      x: the frame.
+        x: the frame.
 
     Returns:
-      A CPU torch tensor with the same shape and values as ``x``.
+        A CPU torch tensor with the same shape and values as ``x``.
 
     Example:
-      >>> as_tensor(np.zeros((4, 4, 3), np.uint8)).shape
-      torch.Size([4, 4, 3])
+        >>> as_tensor(np.zeros((4, 4, 3), np.uint8)).shape
+        torch.Size([4, 4, 3])
     """
     if isinstance(x, torch.Tensor):
         if x.requires_grad:
@@ -249,24 +252,42 @@ def _scale(t: torch.Tensor) -> int:
     return 1
 
 
+def check_hint(hint: Any, name: str = "layout") -> str | Layout | None:
+    """``hint`` if it is a valid layout hint, else a LayoutError naming ``name`` and the fix.
+
+    Example:
+        >>> check_hint("HWC")
+        'HWC'
+    """
+    if hint is None or isinstance(hint, Layout) or hint in ORDERS:
+        return hint
+    near = [o for o in ORDERS if isinstance(hint, str) and hint.upper() == o]
+    fix = f"did you mean {near[0]!r}? " if near else ""
+    raise LayoutError(
+        f"{name}={hint!r} is not a layout: {fix}pass one of {ORDERS} (the order of the image "
+        "dims; channels are always read as RGB), a funrec.Layout, or None to detect it."
+    )
+
+
 def detect(x: Any, hint: str | Layout | None = None) -> Layout:
     """Decides the layout of a frame (the first frame of a stream).
 
     Args:
-      x: a frame of any kind :func:`as_tensor` reads, with optional leading batch dims.
-      hint: an order (``"HWC"``, ``"CHW"``, ``"HW"``) that replaces the detection
-        rule, or a full ``Layout`` that ``x`` must fit.
+        x: a frame of any kind :func:`as_tensor` reads, with optional leading batch dims.
+        hint: an order (``"HWC"``, ``"CHW"``, ``"HW"``) that replaces the detection
+          rule, or a full ``Layout`` that ``x`` must fit.
 
     Returns:
-      The frame's ``Layout``.
+        The frame's ``Layout``.
 
     Raises:
-      LayoutError: the shape reads as both ``HWC`` and ``CHW`` (both readings are
-        listed), as none, does not fit the hint, or the dtype is not supported.
+        LayoutError: the shape reads as both ``HWC`` and ``CHW`` (both readings are
+          listed), as none, does not fit the hint, or the dtype is not supported.
 
     Example:
-      >>> detect(np.zeros((2, 64, 48, 3), np.uint8))
-      Layout(batch_shape=(2,), order='HWC', channels=3, height=64, width=48, dtype='uint8', scale=1)
+        >>> layout = detect(np.zeros((2, 64, 48, 3), np.uint8))
+        >>> layout.batch_shape, layout.order, layout.height, layout.width
+        ((2,), 'HWC', 64, 48)
     """
     t = as_tensor(x)
     shape = tuple(t.shape)
@@ -277,8 +298,7 @@ def detect(x: Any, hint: str | Layout | None = None) -> Layout:
         _check_fits(t, hint)
         return hint
     if hint is not None:
-        if hint not in ORDERS:
-            raise LayoutError(f"hint must be one of {ORDERS} or a Layout, got {hint!r}")
+        check_hint(hint, "hint")
         orders = [hint]
         _check_hint(shape, hint)
     else:
@@ -312,7 +332,8 @@ def _check_hint(shape: tuple[int, ...], order: str) -> None:
     rank = len(order)
     if len(shape) < rank:
         raise LayoutError(f"got shape {shape}, which has fewer than {rank} dims for {order}")
-    channel = {"HWC": shape[-1], "CHW": shape[-3], "HW": 1}[order]
+    dim = {"HWC": -1, "CHW": -3}.get(order)
+    channel = shape[dim] if dim is not None else 1
     if channel not in CHANNELS:
         raise LayoutError(
             f"got shape {shape}, which has {channel} channels when read as {order}; "
@@ -341,24 +362,24 @@ def normalize(
     clipped. Integer frames must hold values in [0, 255].
 
     Args:
-      x: a frame of any kind :func:`as_tensor` reads.
-      layout: the stream's layout, usually from :func:`detect` on the first frame.
-      background: RGB colour (0-255) to composite RGBA frames over; ``None`` drops alpha.
+        x: a frame of any kind :func:`as_tensor` reads.
+        layout: the stream's layout, usually from :func:`detect` on the first frame.
+        background: RGB colour (0-255) to composite RGBA frames over; ``None`` drops alpha.
 
     Returns:
-      A fresh ``uint8`` CPU tensor ``[*batch, 3, H, W]`` that shares no memory with
-      ``x``. It keeps the channel position of ``x`` in memory (an HWC frame gives a
-      channels-last view, one copy and no transpose), and grayscale's three channels
-      are one channel expanded; call ``.contiguous()`` where a packed CHW is needed.
+        A fresh ``uint8`` CPU tensor ``[*batch, 3, H, W]`` that shares no memory with
+        ``x``. It keeps the channel position of ``x`` in memory (an HWC frame gives a
+        channels-last view, one copy and no transpose), and grayscale's three channels
+        are one channel expanded; call ``.contiguous()`` where a packed CHW is needed.
 
     Raises:
-      LayoutError: ``x`` does not have ``layout.shape`` and ``layout.dtype`` (the
-        message gives both shapes), or integer values lie outside [0, 255].
+        LayoutError: ``x`` does not have ``layout.shape`` and ``layout.dtype`` (the
+          message gives both shapes), or integer values lie outside [0, 255].
 
     Example:
-      >>> x = np.full((8, 8), 0.5, np.float32)
-      >>> normalize(x, detect(x))[:, 0, 0].tolist()
-      [128, 128, 128]
+        >>> x = np.full((8, 8), 0.5, np.float32)
+        >>> normalize(x, detect(x))[:, 0, 0].tolist()
+        [128, 128, 128]
     """
     t = as_tensor(x)
     _check_fits(t, layout)
@@ -401,20 +422,71 @@ def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:
     return wide.to(torch.uint8)
 
 
-def count_nonfinite(x: Any) -> int:
-    """Counts NaN and +-inf values of a frame (0 without work for integer and bool frames).
+def out_of_range(x: Any, layout: Layout) -> tuple[int, int]:
+    """Counts the values :func:`normalize` cannot keep as they are in a float frame.
 
     Args:
-      x: a frame of any kind :func:`as_tensor` reads.
+        x: a frame that fits ``layout``.
+        layout: the stream's layout.
 
     Returns:
-      The number of non-finite values.
+        ``(nonfinite, clipped)``: NaN and +-inf values, and finite values that lie
+        outside [0, 255] once multiplied by ``layout.scale``. Integer and bool
+        frames give ``(0, 0)`` without work (they are checked or exact).
 
     Example:
-      >>> count_nonfinite(np.array([[0.0, np.nan], [np.inf, 1.0]]))
-      2
+        >>> x = np.array([[0.5, np.nan], [np.inf, -0.2]], np.float32)
+        >>> out_of_range(x, detect(x, hint="HW"))
+        (2, 1)
     """
     t = as_tensor(x)
-    if not (t.is_floating_point() or t.is_complex()):
-        return 0
-    return int((~torch.isfinite(t)).sum().item())
+    if not t.is_floating_point():
+        return 0, 0
+    finite = torch.isfinite(t)
+    scaled = t * layout.scale
+    clipped = finite & ((scaled < 0) | (scaled > 255))
+    return int((~finite).sum().item()), int(clipped.sum().item())
+
+
+def scale_warning(x: Any, layout: Layout, key: Any) -> str | None:
+    """Why a float stream's scale, decided on its first frame, may be wrong; None if it is sound.
+
+    The scale of a float stream is decided once, on its first frame (see the
+    module docstring). A first frame that is constant gives that rule nothing to
+    go on when it reads as [0, 1], and negative values (e.g. observations normalised to [-1, 1]) are
+    clipped to 0 in every frame.
+
+    Args:
+        x: the first frame of the stream.
+        layout: the layout decided for it.
+        key: the key the frames come from, for the message.
+
+    Returns:
+        A message naming the key, the values seen and the option that fixes it, or None.
+
+    Example:
+        >>> x = np.zeros((8, 8, 3), np.float32)
+        >>> "scale" in scale_warning(x, detect(x), "pixels")
+        True
+    """
+    t = as_tensor(x)
+    if not t.is_floating_point():
+        return None
+    finite = t[torch.isfinite(t)]
+    if finite.numel() == 0:
+        return None
+    low, high = finite.min().item(), finite.max().item()
+    if low >= 0 and (layout.scale == 1 or low != high):
+        return None
+    other = dataclasses.replace(layout, scale=1 if layout.scale == 255 else 255)
+    reading = "[0, 1]" if layout.scale == 255 else "[0, 255]"
+    problem = (
+        f"its values lie in [{low:g}, {high:g}]: negative values are clipped to 0 in every "
+        "frame; map them to [0, 1] first (e.g. funrec.map_td) if they are normalised"
+        if low < 0
+        else f"it is constant ({low:g}), so nothing tells [0, 1] from [0, 255]"
+    )
+    return (
+        f"key {key!r}: the float stream was read as {reading} from its first frame, but "
+        f"{problem}. If the frames are in the other range, pass layout={other!r}."
+    )

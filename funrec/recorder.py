@@ -1,4 +1,4 @@
-"""The recorder abstraction: a pair of pure functions, and a fold over a rollout."""
+"""The recorder abstraction: a pair of pure functions, stages that wrap them, and a fold."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from typing import Any, NamedTuple
 
 from tensordict import TensorDictBase
 
+from funrec.errors import MissingKeyError, RecorderError
+
 State = Any
+Key = str | tuple[str, ...]
 
 
 class Recorder(NamedTuple):
     """A recorder: two pure functions, in the manner of optax's GradientTransformation.
 
     Attributes:
-        init: ``init() -> state``, the state before anything was seen.
+        init: ``init() -> state``, the state before anything was seen. The
+            built-in recorders also take an example TensorDict,
+            ``init(example)``, and then fix every shape of the state from it
+            (optax's ``init(params)``); the state's structure never changes after.
         step: ``step(state, td) -> state``, the state after one TensorDict more.
             It never mutates ``state`` nor ``td``; on bad input it raises and the
             state it was given stays valid.
@@ -26,12 +32,34 @@ class Recorder(NamedTuple):
         >>> # for td in rollout: state = rec.step(state, td)
     """
 
-    init: Callable[[], State]
+    init: Callable[..., State]
     step: Callable[[State, TensorDictBase], State]
 
 
-Stage = Callable[[Recorder], Recorder]
-"""A recorder transformer, such as ``every(2)``: what ``pipeline`` chains."""
+class Stage:
+    """A recorder transformer, such as ``every(2)``: what :func:`funrec.pipeline` chains.
+
+    Calling a stage on a recorder returns the wrapped recorder.
+
+    Example:
+        >>> import funrec
+        >>> stage = funrec.every(2)
+        >>> stage
+        every(2)
+        >>> rec = stage(funrec.frames())
+    """
+
+    __slots__ = ("_build", "_name")
+
+    def __init__(self, name: str, build: Callable[[Recorder], Recorder]) -> None:
+        self._name = name
+        self._build = build
+
+    def __call__(self, recorder: Recorder) -> Recorder:
+        return self._build(check_recorder(recorder, self._name))
+
+    def __repr__(self) -> str:
+        return self._name
 
 
 class Counts(NamedTuple):
@@ -46,10 +74,43 @@ class Counts(NamedTuple):
         dropped: items lost to the overflow policy the user chose.
     """
 
-    seen: int = 0
-    recorded: int = 0
-    skipped: int = 0
-    dropped: int = 0
+    seen: Any = 0
+    recorded: Any = 0
+    skipped: Any = 0
+    dropped: Any = 0
+
+
+def check_recorder(recorder: Any, who: str) -> Recorder:
+    """``recorder`` if it is a :class:`Recorder`, else a :class:`RecorderError` saying why."""
+    if isinstance(recorder, Recorder):
+        return recorder
+    hint = (
+        " Wrap a pair of functions as funrec.Recorder(init, step)."
+        if isinstance(recorder, tuple)
+        else " A stage goes before the recorder: pipeline(stage, recorder)."
+        if isinstance(recorder, Stage)
+        else ""
+    )
+    raise RecorderError(
+        f"{who}: expected a funrec.Recorder, got {type(recorder).__name__} {recorder!r}.{hint}"
+    )
+
+
+def init_state(recorder: Recorder, example: TensorDictBase | None = None) -> State:
+    """``recorder.init()``, or ``recorder.init(example)`` when an example is given."""
+    return recorder.init() if example is None else recorder.init(example)
+
+
+def read_key(td: TensorDictBase, key: Key, who: str) -> Any:
+    """``td[key]``, or a :class:`MissingKeyError` that lists the keys there are."""
+    value = td.get(key, None)
+    if value is None:
+        available = sorted(str(k) for k in td.keys(True, True))
+        raise MissingKeyError(
+            f"{who}: key {key!r} is not in the TensorDict (batch size "
+            f"{tuple(td.batch_size)}, keys: {available}). Pass the key that holds the data."
+        )
+    return value
 
 
 def fold(

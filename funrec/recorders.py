@@ -1,20 +1,36 @@
-"""The built-in recorders: video frames, TensorDict steps, episode statistics."""
+"""The built-in recorders: video frames, TensorDict steps, episode statistics.
+
+Each holds its items in a persistent queue (O(1) append, shared structure) and
+admits them by :func:`funrec.rules.admit`; ``skip=n`` is the gate
+:func:`funrec.every` in front of the recorder, so both count the same way.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 from tensordict import TensorDictBase
 
-from funrec._queue import Queue
-from funrec.errors import BufferFullError, MissingKeyError, RecorderError
-from funrec.layout import Layout, LayoutError, as_tensor, count_nonfinite, detect, normalize
-from funrec.recorder import Counts, Recorder
-
-Key = str | tuple[str, ...]
-OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "error")
+from funrec import images, rules
+from funrec._queue import Queue, Storage
+from funrec.combinators import every
+from funrec.errors import BufferFullError, RecorderError
+from funrec.images import Size, size_pair
+from funrec.layout import (
+    Layout,
+    LayoutError,
+    as_tensor,
+    check_hint,
+    detect,
+    normalize,
+    out_of_range,
+    scale_warning,
+)
+from funrec.recorder import Counts, Key, Recorder, read_key
 
 
 class FramesState(NamedTuple):
@@ -23,14 +39,17 @@ class FramesState(NamedTuple):
     Attributes:
         items: the frames held, uint8 ``[*batch, 3, H, W]`` CPU tensors, oldest first.
         counts: what happened to every frame seen.
-        layout: the layout decided on the first recorded frame (or given), else None.
+        layout: the input layout, decided on the first frame (or given, or from
+            ``init(example)``), else None.
         nonfinite: NaN and infinite values met in float frames (NaN became 0, inf was clipped).
+        clipped: finite values of float frames outside [0, 255] once scaled, clipped.
     """
 
-    items: Queue = Queue()
+    items: Storage = Queue()
     counts: Counts = Counts()
     layout: Layout | None = None
     nonfinite: int = 0
+    clipped: int = 0
 
 
 class TensorDictsState(NamedTuple):
@@ -39,10 +58,10 @@ class TensorDictsState(NamedTuple):
     Attributes:
         items: detached CPU copies of the recorded TensorDicts, oldest first.
         counts: what happened to every TensorDict seen.
-        batch_size: the batch size of the first recorded TensorDict, else None.
+        batch_size: the batch size of the stream (first TensorDict or example), else None.
     """
 
-    items: Queue = Queue()
+    items: Storage = Queue()
     counts: Counts = Counts()
     batch_size: tuple[int, ...] | None = None
 
@@ -65,44 +84,21 @@ class EpisodeStatsState(NamedTuple):
     """State of :func:`episode_stats`.
 
     Attributes:
-        episodes: finished episodes, in the order they finished.
+        items: finished episodes, in the order they finished.
+        counts: what happened to every finished episode (they are the items).
         running_reward: per sub-env, the reward summed so far in the current episode.
         running_length: per sub-env, the steps so far in the current episode.
-        counts: steps seen and recorded.
+        reward_key: the reward key of the stream, decided on its first step (or
+            from ``init(example)``), else None.
+        done_keys: its done keys, decided likewise.
     """
 
-    episodes: Queue = Queue()
+    items: Storage = Queue()
+    counts: Counts = Counts()
     running_reward: tuple[float, ...] = ()
     running_length: tuple[int, ...] = ()
-    counts: Counts = Counts()
-
-
-def admit(counts: Counts, held: int, skip: int, capacity: int | None, overflow: str) -> str:
-    """What a buffered recorder does with the next item.
-
-    A pure decision on counters alone, shared by every buffered recorder (and
-    meant to be mirrored by array-programming adapters).
-
-    Args:
-        counts: the recorder's counts before the item.
-        held: how many items the buffer holds now.
-        skip: keep one item in ``skip`` (the 1st, the ``skip+1``-th, ...).
-        capacity: the most items the buffer may hold, or None for no bound.
-        overflow: the policy when the buffer is full.
-
-    Returns:
-        ``"skip"``, ``"record"``, ``"drop"`` (the new item), ``"evict"`` (the
-        oldest item, then record the new one) or ``"full"`` (raise).
-
-    Example:
-        >>> admit(Counts(seen=3), held=0, skip=2, capacity=None, overflow="error")
-        'skip'
-    """
-    if counts.seen % skip:
-        return "skip"
-    if capacity is None or held < capacity:
-        return "record"
-    return {"drop_newest": "drop", "drop_oldest": "evict", "error": "full"}[overflow]
+    reward_key: Key | None = None
+    done_keys: tuple[Key, ...] | None = None
 
 
 def frames(
@@ -112,17 +108,22 @@ def frames(
     max_frames: int | None = None,
     overflow: str = "drop_newest",
     layout: str | Layout | None = None,
+    crop: Size | None = None,
+    resize: Size | None = None,
 ) -> Recorder:
     """Records video frames as uint8 ``[*batch, 3, H, W]`` CPU tensors.
 
-    The frame layout is decided on the first recorded frame (see
-    ``funrec.layout``) and cached in the state; every later frame must match it.
-    Frames are copied, so an environment that reuses its render buffer does not
-    change what was recorded. Skipped and dropped frames are counted, not read.
+    The frame layout is decided on the first frame (see ``funrec.layout``), or
+    by ``init(example)``, and cached in the state; every later frame must match
+    it. A float stream whose first frame leaves its scale in doubt is warned
+    about once. Frames are cropped and resized before they are held, and copied,
+    so an environment that reuses its render buffer does not change what was
+    recorded. Skipped and dropped frames are counted, not read.
 
     Args:
         key: the TensorDict key holding the frames.
         skip: record one frame in ``skip``: the first, the ``skip+1``-th, ...
+            (the gate :func:`funrec.every` in front of the recorder).
         max_frames: the most frames held at once (``drain`` empties the buffer),
             or None for no bound.
         overflow: when ``max_frames`` are held: ``"drop_newest"`` drops the new
@@ -130,9 +131,12 @@ def frames(
             :class:`BufferFullError`.
         layout: an order hint (``"HWC"``, ``"CHW"``, ``"HW"``) for ambiguous
             shapes, or a full :class:`Layout` to skip detection.
+        crop: a center crop, ``h`` or ``(h, w)``, as torchvision's ``center_crop``.
+        resize: a size, ``s`` or ``(h, w)``, to resize frames to (after the crop).
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`FramesState`.
+        A :class:`Recorder` whose state is a :class:`FramesState` (inside a
+        gate's state when ``skip > 1``).
 
     Example:
         >>> import torch, funrec
@@ -144,31 +148,75 @@ def frames(
         (torch.Size([3, 3, 64, 64]), Counts(seen=5, recorded=3, skipped=2, dropped=0))
     """
     _check_buffer_args(skip, max_frames, overflow, "max_frames")
-    hint = layout if isinstance(layout, str) else None
-    fixed = layout if isinstance(layout, Layout) else None
+    hint = check_hint(layout)
+    crop_size = size_pair(crop, "crop") if crop is not None else None
+    new_size = size_pair(resize, "resize") if resize is not None else None
     who = f"frames({key!r})"
 
-    def init() -> FramesState:
-        return FramesState(layout=fixed)
+    def first_layout(value: Any, td: TensorDictBase) -> Layout:
+        try:
+            return decide(as_tensor(value), td)
+        except LayoutError as err:
+            raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
+
+    def decide(x: torch.Tensor, td: TensorDictBase) -> Layout:
+        if isinstance(hint, Layout):
+            return detect(x, hint)
+        if x.dim() - td.batch_dims < 2:
+            raise LayoutError(
+                f"got shape {tuple(x.shape)} in a TensorDict of batch size "
+                f"{tuple(td.batch_size)}: one value per env has fewer than the 2 dims [H, W] "
+                "of an image"
+            )
+        chosen = detect(x, hint=hint)
+        message = scale_warning(x, chosen, key)
+        if message is not None:
+            warnings.warn(f"{who}: {message}", RuntimeWarning, stacklevel=4)
+        return chosen
+
+    def convert(value: Any, chosen: Layout) -> tuple[torch.Tensor, tuple[int, int]]:
+        x = as_tensor(value)
+        if crop_size is None:
+            frame = normalize(x, chosen)
+        else:
+            image = x.movedim(-1, -3) if chosen.order == "HWC" else x  # [..., (C,) H, W]
+            window = images.center_crop(image, crop_size)
+            order = "CHW" if chosen.order == "HWC" else chosen.order
+            frame = normalize(
+                window,
+                dataclasses.replace(chosen, order=order, height=crop_size[0], width=crop_size[1]),
+            )
+        if new_size is not None:
+            frame = images.resize(frame, new_size)
+        return frame, (out_of_range(x, chosen) if x.is_floating_point() else (0, 0))
+
+    def init(example: TensorDictBase | None = None) -> FramesState:
+        if example is None:
+            return FramesState(layout=hint if isinstance(hint, Layout) else None)
+        return FramesState(layout=first_layout(read_key(example, key, who), example))
+
+    limit = f"{who}: max_frames"
 
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
         value = read_key(td, key, who)
-        decision = _decide(state, skip, max_frames, overflow, f"{who}: max_frames")
-        if decision in ("skip", "drop"):
-            return state._replace(counts=_count(state.counts, decision))
+        admission = _admit(state.items, max_frames, overflow, limit)
+        if not admission.record:
+            return state._replace(counts=rules.count(state.counts, admission))
+        chosen = state.layout or first_layout(value, td)
         try:
-            x = as_tensor(value)
-            chosen = state.layout or _detect_first(x, td, hint)
-            frame = normalize(x, chosen)
+            frame, (nonfinite, clipped) = convert(value, chosen)
         except LayoutError as err:
             raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
-        items = state.items.append(frame)
-        if decision == "evict":
-            _, items = items.popleft()
-        nonfinite = state.nonfinite + (count_nonfinite(x) if x.is_floating_point() else 0)
-        return FramesState(items, _count(state.counts, decision), chosen, nonfinite)
+        return FramesState(
+            _keep(state.items, admission, frame),
+            rules.count(state.counts, admission),
+            chosen,
+            state.nonfinite + nonfinite,
+            state.clipped + clipped,
+        )
 
-    return Recorder(init, step)
+    recorder = Recorder(init, step)
+    return recorder if skip == 1 else every(skip, recorder)
 
 
 def tensordicts(
@@ -187,7 +235,8 @@ def tensordicts(
         overflow: ``"drop_newest"``, ``"drop_oldest"`` or ``"error"``, as in :func:`frames`.
 
     Returns:
-        A :class:`Recorder` whose state is a :class:`TensorDictsState`.
+        A :class:`Recorder` whose state is a :class:`TensorDictsState` (inside a
+        gate's state when ``skip > 1``).
 
     Example:
         >>> import torch, funrec
@@ -198,17 +247,20 @@ def tensordicts(
         tensor([0., 1., 2.])
     """
     _check_buffer_args(skip, max_steps, overflow, "max_steps")
+    if isinstance(keys, str):
+        raise RecorderError(f"tensordicts(keys): pass a list of keys, e.g. [{keys!r}].")
     who = f"tensordicts({list(keys) if keys is not None else None!r})"
 
-    def init() -> TensorDictsState:
-        return TensorDictsState()
+    def init(example: TensorDictBase | None = None) -> TensorDictsState:
+        batch = tuple(example.batch_size) if example is not None else None
+        return TensorDictsState(batch_size=batch)
 
     def step(state: TensorDictsState, td: TensorDictBase) -> TensorDictsState:
         for key in keys or ():
             read_key(td, key, who)
-        decision = _decide(state, skip, max_steps, overflow, f"{who}: max_steps")
-        if decision in ("skip", "drop"):
-            return state._replace(counts=_count(state.counts, decision))
+        admission = _admit(state.items, max_steps, overflow, f"{who}: max_steps")
+        if not admission.record:
+            return state._replace(counts=rules.count(state.counts, admission))
         batch_size = tuple(td.batch_size)
         if state.batch_size is not None and batch_size != state.batch_size:
             raise RecorderError(
@@ -217,26 +269,34 @@ def tensordicts(
                 f"its own recorder, or drain and start a new state."
             )
         kept = td.select(*keys) if keys is not None else td
-        items = state.items.append(kept.detach().to("cpu").clone())
-        if decision == "evict":
-            _, items = items.popleft()
-        return TensorDictsState(items, _count(state.counts, decision), batch_size)
+        items = _keep(state.items, admission, kept.detach().to("cpu").clone())
+        return TensorDictsState(items, rules.count(state.counts, admission), batch_size)
 
-    return Recorder(init, step)
+    recorder = Recorder(init, step)
+    return recorder if skip == 1 else every(skip, recorder)
 
 
 def episode_stats(
-    reward_key: Key = ("next", "reward"), done_key: Key = ("next", "done")
+    reward_key: Key | None = None,
+    done_key: Key | None = None,
+    *,
+    max_episodes: int | None = None,
+    overflow: str = "drop_newest",
 ) -> Recorder:
     """Records the return and length of every finished episode, per sub-env.
 
-    In a batched TensorDict each sub-env keeps its own running sums, so
-    episodes that end at different steps in different sub-envs are each
-    recorded when they end.
+    In a batched TensorDict each sub-env keeps its own running sums
+    (:func:`funrec.rules.episode_step`), so episodes that end at different
+    steps in different sub-envs are each recorded when they end. The items of
+    this recorder are finished episodes: they are what it counts and drains.
 
     Args:
-        reward_key: the key of the reward, shaped ``[*batch]`` or ``[*batch, 1]``.
-        done_key: the key of the done flag, shaped like the reward.
+        reward_key: the key of the reward, shaped ``[*batch]`` or ``[*batch, 1]``;
+            None reads ``("next", "reward")`` from a transition, else ``"reward"``.
+        done_key: the done key to read; None reads every done key
+            (:func:`funrec.rules.done_flags`).
+        max_episodes: the most episodes held at once, or None for no bound.
+        overflow: ``"drop_newest"``, ``"drop_oldest"`` or ``"error"``, as in :func:`frames`.
 
     Returns:
         A :class:`Recorder` whose state is an :class:`EpisodeStatsState`; read the
@@ -251,15 +311,28 @@ def episode_stats(
         >>> funrec.episodes(state)
         (Episode(env=0, total_reward=3.0, length=2),)
     """
+    _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
-    def init() -> EpisodeStatsState:
-        return EpisodeStatsState()
+    def keys_of(td: TensorDictBase) -> tuple[Key, tuple[Key, ...]]:
+        """The reward key and the done keys of a stream, decided once."""
+        reward = reward_key or (("next", "reward") if "next" in td else "reward")
+        return reward, (done_key,) if done_key is not None else rules.done_keys(td)
+
+    def init(example: TensorDictBase | None = None) -> EpisodeStatsState:
+        if example is None:
+            return EpisodeStatsState()
+        n = example.batch_size.numel()
+        return EpisodeStatsState(Queue(), Counts(), (0.0,) * n, (0,) * n, *keys_of(example))
 
     def step(state: EpisodeStatsState, td: TensorDictBase) -> EpisodeStatsState:
         n = td.batch_size.numel()
-        rewards = _per_env(read_key(td, reward_key, who), n, reward_key, td, who)
-        dones = _per_env(read_key(td, done_key, who), n, done_key, td, who)
+        if state.reward_key is None or state.done_keys is None:
+            key, done_keys = keys_of(td)
+        else:
+            key, done_keys = state.reward_key, state.done_keys
+        rewards = _per_env(read_key(td, key, who), n, key, td, who).tolist()
+        dones = rules.done_flags(td, done_keys).reshape(n).tolist()
         running_reward = state.running_reward or (0.0,) * n
         running_length = state.running_length or (0,) * n
         if len(running_reward) != n:
@@ -267,75 +340,62 @@ def episode_stats(
                 f"{who}: got {n} sub-envs (batch size {tuple(td.batch_size)}), but this "
                 f"stream started with {len(running_reward)}. Use one state per batch size."
             )
-        episodes = state.episodes
-        new_reward, new_length = [], []
-        for env, (total, length, r, done) in enumerate(
-            zip(running_reward, running_length, rewards.tolist(), dones.tolist(), strict=True)
-        ):
-            total, length = total + r, length + 1
-            if done:
-                episodes = episodes.append(Episode(env, total, length))
-                total, length = 0.0, 0
-            new_reward.append(total)
-            new_length.append(length)
-        return EpisodeStatsState(
-            episodes, tuple(new_reward), tuple(new_length), _count(state.counts, "record")
-        )
+        items, counts = state.items, state.counts
+        totals, lengths = [], []
+        for env in range(n):
+            ended_total, ended_length, total, length = rules.episode_step(
+                running_reward[env], running_length[env], rewards[env], dones[env]
+            )
+            if dones[env]:
+                admission = _admit(items, max_episodes, overflow, f"{who}: max_episodes")
+                if admission.record:
+                    items = _keep(items, admission, Episode(env, ended_total, ended_length))
+                counts = rules.count(counts, admission)
+            totals.append(total)
+            lengths.append(length)
+        return EpisodeStatsState(items, counts, tuple(totals), tuple(lengths), key, done_keys)
 
     return Recorder(init, step)
 
 
-def read_key(td: TensorDictBase, key: Key, who: str) -> Any:
-    """``td[key]``, or a :class:`MissingKeyError` that lists the keys there are."""
-    value = td.get(key, None)
-    if value is None:
-        available = sorted(str(k) for k in td.keys(True, True))
-        raise MissingKeyError(
-            f"{who}: key {key!r} is not in the TensorDict (batch size "
-            f"{tuple(td.batch_size)}, keys: {available}). Pass the key that holds the data."
-        )
-    return value
+_UNBOUNDED = {policy: rules.admit(0, None, policy) for policy in rules.OVERFLOW_POLICIES}
 
 
-def _decide(state: Any, skip: int, capacity: int | None, overflow: str, limit: str) -> str:
-    """:func:`admit` for a buffered state; raises :class:`BufferFullError` on ``"full"``."""
-    decision = admit(state.counts, len(state.items), skip, capacity, overflow)
-    if decision == "full":
+def _admit(items: Storage, capacity: int | None, overflow: str, limit: str) -> rules.Admission:
+    """:func:`rules.admit` for a buffer; raises :class:`BufferFullError` when it says full."""
+    if capacity is None:  # the same admission for every item: decided once
+        return _UNBOUNDED[overflow]
+    admission = rules.admit(len(items), capacity, overflow)
+    if admission.full:
         raise BufferFullError(
             f"{limit}={capacity} items are held and overflow='error'. Call "
             f"funrec.drain(state) to write them out, raise the limit, or choose "
             f"overflow='drop_oldest' or 'drop_newest'."
         )
-    return decision
+    return admission
 
 
-def _count(counts: Counts, decision: str) -> Counts:
-    seen, recorded, skipped, dropped = counts
-    if decision == "skip":
-        return Counts(seen + 1, recorded, skipped + 1, dropped)
-    if decision in ("drop", "evict"):  # evict: the new item in, the oldest out
-        return Counts(seen + 1, recorded, skipped, dropped + 1)
-    return Counts(seen + 1, recorded + 1, skipped, dropped)
+def _keep(items: Storage, admission: rules.Admission, item: Any) -> Storage:
+    """``items`` with ``item`` appended, and the oldest evicted if ``admission`` says so."""
+    items = items.append(item)
+    if admission.evict:
+        _, items = items.popleft()
+    return items
 
 
 def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str) -> None:
-    if not isinstance(skip, int) or skip < 1:
+    if not isinstance(skip, int) or isinstance(skip, bool) or skip < 1:
         raise RecorderError(f"skip must be an integer >= 1 (1 records every item), got {skip!r}.")
-    if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
+    if capacity is not None and (
+        not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0
+    ):
         raise RecorderError(
             f"{name} must be a positive integer or None (no bound), got {capacity!r}."
         )
-    if overflow not in OVERFLOW_POLICIES:
-        raise RecorderError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}.")
-
-
-def _detect_first(x: torch.Tensor, td: TensorDictBase, hint: str | None) -> Layout:
-    if x.dim() - td.batch_dims < 2:
-        raise LayoutError(
-            f"got shape {tuple(x.shape)} in a TensorDict of batch size {tuple(td.batch_size)}: "
-            f"one value per env has fewer than the 2 dims [H, W] of an image"
+    if overflow not in rules.OVERFLOW_POLICIES:
+        raise RecorderError(
+            f"overflow must be one of {rules.OVERFLOW_POLICIES}, got {overflow!r}."
         )
-    return detect(x, hint=hint)
 
 
 def _not_an_image_hint(value: Any, td: TensorDictBase) -> str:

@@ -1,52 +1,155 @@
 """Pure views of recorder states: what was recorded, and how much.
 
-Each view looks through gates (:class:`GateState`) to the recorder inside.
-``counts`` and ``drain`` also take a :class:`NamedState` and answer with a
-dict, one entry per name; the other views take one recorder's state.
+``counts`` and ``drain`` are the two questions every state answers; the other
+views are read through ``drain``. Both are ``functools.singledispatch``
+functions: a state is viewable when it has the fields ``items`` (a
+:class:`~funrec._queue.Storage`) and ``counts`` (a :class:`~funrec.Counts`),
+as the built-in states do, or when its type is registered::
+
+    @funrec.counts.register
+    def _(state: MyState) -> funrec.Counts: ...
+
+    @funrec.drain.register
+    def _(state: MyState) -> tuple[tuple, MyState]: ...
+
+Gates (:class:`GateState`) are looked through, and a :class:`NamedState`
+answers with a dict, one entry per name.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import functools
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 
-from funrec._queue import Queue
 from funrec.combinators import GateState, NamedState
 from funrec.errors import RecorderError
+from funrec.images import clip, stack_frames
 from funrec.recorder import Counts, State
-from funrec.recorders import (
-    Episode,
-    EpisodeStatsState,
-    FramesState,
-    TensorDictsState,
-)
+from funrec.recorders import Episode
 
 
+def _not_viewable(state: State, view: str) -> RecorderError:
+    return RecorderError(
+        f"{view}(): {type(state).__name__} is not a state funrec can view. Give it the fields "
+        f"`items` (a funrec storage, e.g. funrec.Queue) and `counts` (funrec.Counts), or "
+        f"register it: @funrec.{view}.register def _(state: {type(state).__name__}): ..."
+    )
+
+
+def _fields(state: State) -> tuple[str, ...]:
+    return getattr(type(state), "_fields", ())
+
+
+@functools.singledispatch
 def counts(state: State) -> Counts | dict[str, Any]:
     """What happened to every item that entered the recorder.
 
     Args:
-        state: a recorder state.
+        state: a recorder state, through any nesting of gates and ``named``.
 
     Returns:
         :class:`Counts` (``seen == recorded + skipped + dropped``); a dict of
         them for a :class:`NamedState`.
+
+    Raises:
+        RecorderError: the state is neither registered nor has ``counts``.
 
     Example:
         >>> import funrec
         >>> funrec.counts(funrec.every(2, funrec.frames()).init())
         Counts(seen=0, recorded=0, skipped=0, dropped=0)
     """
-    if isinstance(state, NamedState):
-        return {name: counts(s) for name, s in state.items()}
-    if isinstance(state, GateState):
-        inner = counts(state.inner)
-        return inner._replace(seen=state.seen, skipped=state.skipped + inner.skipped)
-    return state.counts
+    if "counts" in _fields(state) and isinstance(state.counts, Counts):
+        return state.counts
+    raise _not_viewable(state, "counts")
+
+
+@counts.register
+def _(state: GateState) -> Counts | dict[str, Any]:
+    return _plus_skipped(counts(state.inner), state.skipped)
+
+
+def _plus_skipped(inner: Any, skipped: Any) -> Any:
+    """The gate's skips added to what is behind it (each name of a named state saw them)."""
+    if isinstance(inner, dict):
+        return {name: _plus_skipped(c, skipped) for name, c in inner.items()}
+    return inner._replace(seen=inner.seen + skipped, skipped=inner.skipped + skipped)
+
+
+@counts.register
+def _(state: NamedState) -> dict[str, Any]:
+    return {name: counts(s) for name, s in state.items()}
+
+
+@functools.singledispatch
+def drain(state: State, name: str | None = None) -> tuple[Any, State]:
+    """Hands out what a state holds and returns the state emptied of it.
+
+    The counters and the cached layout are kept, so a drained state goes on
+    recording the same stream; only the held items leave. This is how the
+    edges stream recordings to a writer without holding them.
+
+    Args:
+        state: a recorder state, through any nesting of gates and ``named``.
+        name: drain only this entry of a ``named`` state; the others keep theirs.
+
+    Returns:
+        ``(items, emptied_state)``. ``items`` is a tuple of frames (uint8
+        ``[*batch, 3, H, W]``), TensorDicts or :class:`Episode`, oldest first;
+        for a :class:`NamedState` without ``name``, a dict of such tuples.
+
+    Raises:
+        RecorderError: the state is neither registered nor has ``items``.
+
+    Example:
+        >>> import funrec
+        >>> items, state = funrec.drain(funrec.frames().init())
+        >>> items
+        ()
+    """
+    if name is not None:
+        raise RecorderError(
+            f"drain(name={name!r}): the state is {type(state).__name__}, not a named(...) state."
+        )
+    if "items" in _fields(state):
+        return tuple(state.items), state._replace(items=type(state.items)())
+    raise _not_viewable(state, "drain")
+
+
+@drain.register
+def _(state: GateState, name: str | None = None) -> tuple[Any, State]:
+    items, inner = drain(state.inner) if name is None else drain(state.inner, name=name)
+    return items, state._replace(inner=inner)
+
+
+@drain.register
+def _(state: NamedState, name: str | None = None) -> tuple[Any, State]:
+    if name is not None:
+        items, emptied = drain(state[name])
+        return items, state.replace(**{name: emptied})
+    drained = {n: drain(s) for n, s in state.items()}
+    return {n: d[0] for n, d in drained.items()}, NamedState(
+        [(n, d[1]) for n, d in drained.items()]
+    )
+
+
+def _held(state: State, view: str, kind: type, use: str) -> tuple[Any, ...]:
+    items, _ = drain(state)
+    if isinstance(items, dict):
+        first = next(iter(items))
+        raise RecorderError(
+            f"{view}(): got the state of named({', '.join(items)}); pick one recorder's state, "
+            f"e.g. {view}(state[{first!r}])."
+        )
+    if items and not isinstance(items[0], kind):
+        raise RecorderError(
+            f"{view}(): the state holds {type(items[0]).__name__} items, not {kind.__name__}; "
+            f"use {use}."
+        )
+    return items
 
 
 def video(state: State) -> torch.Tensor:
@@ -56,19 +159,15 @@ def video(state: State) -> torch.Tensor:
         state: a state of ``frames()``, possibly inside gates.
 
     Returns:
-        uint8 ``[T, *batch, 3, H, W]``; ``T`` is 0 when nothing is held.
+        uint8 ``[T, *batch, 3, H, W]``; ``[0, 3, 0, 0]`` when nothing is held.
 
     Example:
         >>> import funrec
         >>> funrec.video(funrec.frames().init()).shape
         torch.Size([0, 3, 0, 0])
     """
-    state = _unwrap(state, FramesState, "video")
-    if len(state.items):
-        return stack_frames(tuple(state.items))
-    layout = state.layout
-    shape = (*layout.batch_shape, 3, layout.height, layout.width) if layout else (3, 0, 0)
-    return torch.empty((0, *shape), dtype=torch.uint8)
+    items = _held(state, "video", torch.Tensor, "trajectory() for TensorDicts")
+    return stack_frames(items) if items else clip(())
 
 
 def trajectory(state: State) -> TensorDictBase | None:
@@ -85,8 +184,8 @@ def trajectory(state: State) -> TensorDictBase | None:
         >>> funrec.trajectory(funrec.tensordicts().init()) is None
         True
     """
-    state = _unwrap(state, TensorDictsState, "trajectory")
-    return torch.stack(tuple(state.items)) if len(state.items) else None
+    items = _held(state, "trajectory", TensorDictBase, "video() for frames")
+    return torch.stack(items) if items else None
 
 
 def episodes(state: State) -> tuple[Episode, ...]:
@@ -103,107 +202,4 @@ def episodes(state: State) -> tuple[Episode, ...]:
         >>> funrec.episodes(funrec.episode_stats().init())
         ()
     """
-    state = _unwrap(state, EpisodeStatsState, "episodes")
-    return tuple(state.episodes)
-
-
-def drain(state: State) -> tuple[Any, State]:
-    """Hands out what a state holds and returns the state emptied of it.
-
-    The counters and the cached layout are kept, so a drained state goes on
-    recording the same stream; only the held items leave. This is how the
-    edges stream recordings to a writer without holding them.
-
-    Args:
-        state: any recorder state.
-
-    Returns:
-        ``(items, emptied_state)``. ``items`` is a tuple of frames (uint8
-        ``[*batch, 3, H, W]``), TensorDicts or :class:`Episode`, oldest first;
-        for a :class:`NamedState`, a dict of such tuples.
-
-    Example:
-        >>> import funrec
-        >>> items, state = funrec.drain(funrec.frames().init())
-        >>> items
-        ()
-    """
-    if isinstance(state, NamedState):
-        drained = [drain(s) for s in state.states]
-        items = {name: d[0] for name, d in zip(state.names, drained, strict=True)}
-        return items, NamedState(state.names, tuple(d[1] for d in drained))
-    if isinstance(state, GateState):
-        items, inner = drain(state.inner)
-        return items, state._replace(inner=inner)
-    if isinstance(state, EpisodeStatsState):
-        return tuple(state.episodes), state._replace(episodes=Queue())
-    if isinstance(state, FramesState | TensorDictsState):
-        return tuple(state.items), state._replace(items=Queue())
-    raise RecorderError(f"drain(): {type(state).__name__} is not a funrec recorder state.")
-
-
-def _unwrap(state: State, kind: type, view: str) -> Any:
-    while isinstance(state, GateState):
-        state = state.inner
-    if isinstance(state, NamedState):
-        raise RecorderError(
-            f"{view}(): got the state of named({', '.join(state.names)}); "
-            f"pick one recorder's state, e.g. {view}(state[{state.names[0]!r}])."
-        )
-    if not isinstance(state, kind):
-        raise RecorderError(
-            f"{view}(): expected the state of a {kind.__name__.removesuffix('State').lower()}() "
-            f"recorder, got {type(state).__name__}."
-        )
-    return state
-
-
-def grid(frames: torch.Tensor) -> torch.Tensor:
-    """Tiles a batch of frames into one frame, row by row, as TorchRL's VideoRecorder does.
-
-    ``N`` frames make ``ceil(sqrt(N))`` columns and as many rows as needed; the
-    empty tiles of the last row are black.
-
-    Args:
-        frames: ``[..., N, 3, H, W]``, e.g. a batched video ``[T, N, 3, H, W]``.
-
-    Returns:
-        ``[..., 3, rows * H, cols * W]``.
-
-    Example:
-        >>> import torch, funrec
-        >>> funrec.grid(torch.zeros(16, 3, 40, 60, dtype=torch.uint8)).shape
-        torch.Size([3, 160, 240])
-    """
-    *lead, n, c, h, w = frames.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    pad = frames.new_zeros(*lead, rows * cols - n, c, h, w)
-    tiles = torch.cat([frames, pad], dim=-4).reshape(*lead, rows, cols, c, h, w)
-    tiles = tiles.movedim(-3, -5)  # [..., c, rows, cols, h, w]
-    return tiles.transpose(-2, -3).reshape(*lead, c, rows * h, cols * w)
-
-
-def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stacks frames ``[..., 3, H, W]`` into ``[T, ..., 3, H, W]``, in their memory order.
-
-    Recorded frames keep their input's channel position in memory (an HWC frame
-    is a channels-last view), so they are stacked channels-last: one straight
-    copy, and writers read the result as HWC without another. A single frame
-    comes back as a view.
-
-    Args:
-        frames: one or more frames of one shape, as ``drain`` hands them out.
-
-    Returns:
-        ``[T, ..., 3, H, W]``; equal, value for value, to ``torch.stack(frames)``.
-
-    Example:
-        >>> import torch, funrec
-        >>> hwc = torch.zeros(4, 6, 3, dtype=torch.uint8)
-        >>> funrec.stack_frames([hwc.movedim(-1, -3)] * 5).shape
-        torch.Size([5, 3, 4, 6])
-    """
-    if len(frames) == 1:
-        return frames[0][None]
-    return torch.stack([f.movedim(-3, -1) for f in frames]).movedim(-1, -3)
+    return _held(state, "episodes", Episode, "video() or trajectory()")

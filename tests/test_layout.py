@@ -13,7 +13,7 @@ from tensordict import NonTensorData, NonTensorStack, TensorDict
 
 import funrec
 from funrec import strategies as fst
-from funrec.layout import Layout, LayoutError, as_tensor, count_nonfinite, detect, normalize
+from funrec.layout import Layout, LayoutError, as_tensor, detect, normalize, out_of_range
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -206,7 +206,7 @@ def test_batched_grayscale_needs_the_hw_hint():
 def test_hints_are_checked():
     with pytest.raises(LayoutError, match=r"\(8, 8, 5\).*5 channels"):
         detect(np.zeros((8, 8, 5), np.uint8), hint="HWC")
-    with pytest.raises(LayoutError, match="hint must be one of"):
+    with pytest.raises(LayoutError, match="is not a layout: pass one of"):
         detect(np.zeros((8, 8, 3), np.uint8), hint="WHC")
     given_layout = Layout((), "HWC", 3, 8, 8, "uint8", 1)
     assert detect(np.zeros((8, 8, 3), np.uint8), hint=given_layout) is given_layout
@@ -238,9 +238,12 @@ def test_nonfinite_values_become_zero_or_are_clipped():
     out = normalize(frame, layout)
     assert out[:, 0, :3].tolist() == [[0, 255, 0]] * 3
     assert (out[:, 1:] == 128).all()
-    assert count_nonfinite(frame) == 3
-    assert count_nonfinite(frame.numpy()) == 3
-    assert count_nonfinite(torch.zeros(8, 8, dtype=torch.uint8)) == 0
+    assert out_of_range(frame, layout) == (3, 0)
+    assert out_of_range(frame.numpy(), layout) == (3, 0)
+    gray = torch.zeros(8, 8, dtype=torch.uint8)
+    assert out_of_range(gray, detect(gray)) == (0, 0)
+    frame[1, 1], frame[1, 2] = -0.5, 2.0  # finite, but outside [0, 1]: clipped
+    assert out_of_range(frame, layout) == (3, 2)
 
 
 def test_bool_frames_are_black_and_white():

@@ -50,7 +50,8 @@ def test_rollout_continues_a_state_and_takes_a_policy():
     _, state = rollout(env, rec, 5, break_when_any_done=False)
     policy = lambda td: td.set("action", env.action_spec.rand())  # noqa: E731
     td, state = rollout(env, rec, 5, policy, state=state)
-    assert funrec.counts(state).seen == 5 + td.batch_size[0]
+    steps = sum(e.length for e in funrec.episodes(state)) + state.running_length[0]
+    assert steps == 5 + td.batch_size[0]
 
 
 def test_rollout_refuses_a_second_callback():

@@ -9,6 +9,7 @@ Collectors record in their workers with :class:`CollectorRecorder` and
 :func:`gather` (docs/workers.md).
 """
 
+from funrec import center_crop
 from funrec_torchrl.collectors import (
     CollectorRecorder,
     Gathered,
@@ -19,7 +20,7 @@ from funrec_torchrl.collectors import (
 from funrec_torchrl.render import PixelRenderTransform
 from funrec_torchrl.rollout import RecorderCallback, rollout
 from funrec_torchrl.trajectory import TensorDictRecorder
-from funrec_torchrl.video import VideoRecorder, center_crop
+from funrec_torchrl.video import VideoRecorder
 
 __all__ = [
     "CollectorRecorder",

@@ -31,25 +31,6 @@ from funrec_torchrl._env import (
 _WRITER_OPTIONS = {"crf", "preset"}
 
 
-def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` square of every frame (the whole side if smaller).
-
-    Args:
-        frames: ``[..., H, W]``.
-        size: the side of the square.
-
-    Returns:
-        ``[..., min(size, H), min(size, W)]``, a view.
-
-    Example:
-        >>> center_crop(torch.zeros(3, 10, 20), 4).shape
-        torch.Size([3, 4, 4])
-    """
-    h, w = frames.shape[-2:]
-    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
-    return frames[..., top : top + size, left : left + size]
-
-
 class VideoRecorder(ObservationTransform):
     """Records the frames of an environment into videos; a drop-in for TorchRL's.
 
@@ -134,7 +115,7 @@ class VideoRecorder(ObservationTransform):
         self.video_kwargs = dict(kwargs)
         self.iter = 0
         # Fail now on bad arguments rather than at the first frame.
-        funrec.frames(skip=self.skip, max_frames=max_frames)
+        funrec.frames(skip=self.skip, max_frames=max_frames, crop=center_crop)
         self._streams = self._video_dir() is not None
         if self._streams:
             self._writer_settings()
@@ -188,10 +169,29 @@ class VideoRecorder(ObservationTransform):
     def _build(self, batch: tuple[int, ...]) -> None:
         """Builds the recorder: one ``frames`` stream per key (and per sub-env)."""
         self._batch = batch
-        batched = len(batch) > 0
-        per_env = batched and self.make_grid is False
-        self._recorder = _make_recorder(self._names(), self.skip, self.max_frames, batched, per_env)
+        self._recorder = self._make_recorder()
         self._state = self._recorder.init()
+
+    def _make_recorder(self) -> funrec.Recorder:
+        """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
+
+        A grid video leaves out partial resets (the other tiles did not move); a
+        per-env video takes its sub-env out of the batch and only its own resets.
+        Frames are cropped before they are held.
+        """
+        batched = bool(self._batch)
+        per_env = batched and self.make_grid is False
+        recorders = {}
+        for name, (key, env) in self._names().items():
+            rec = funrec.frames(
+                key, skip=self.skip, max_frames=self.max_frames, crop=self.center_crop
+            )
+            if per_env:
+                rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
+            elif batched:
+                rec = funrec.when(resets_all, rec)
+            recorders[name] = rec
+        return funrec.named(**recorders)
 
     def _names(self) -> dict[str, tuple[NestedKey, int | None]]:
         """Video name -> (in_key, sub-env index or None), in a stable order."""
@@ -225,7 +225,7 @@ class VideoRecorder(ObservationTransform):
         """
         if self._state is None:
             return {}
-        return {name: self._present(items) for name, items in self._held()}
+        return {name: funrec.clip(items) for name, items in self._held()}
 
     def counts(self) -> dict[str, funrec.Counts]:
         """What happened to every frame, per video name (seen, recorded, skipped, dropped)."""
@@ -233,17 +233,6 @@ class VideoRecorder(ObservationTransform):
 
     def _held(self) -> list[tuple[str, Any]]:
         return [(name, funrec.drain(state)[0]) for name, state in self._state.items()]
-
-    def _present(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Frames as they go into a video: stacked, cropped, grids tiled."""
-        if not items:
-            return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-        video = funrec.stack_frames(items)
-        if self.center_crop:
-            video = center_crop(video, self.center_crop)
-        if video.ndim > 4:
-            video = funrec.grid(video.flatten(1, -4))
-        return video
 
     # -- writing ------------------------------------------------------------------
 
@@ -285,10 +274,10 @@ class VideoRecorder(ObservationTransform):
         if directory is not None:
             wrote = self._finish_mp4(name, directory / f"{title}_{step}.mp4")
         else:
-            items, emptied = _drain_one(self._state, name)
+            items, emptied = funrec.drain(self._state, name=name)
             wrote = bool(items)
             if wrote and self.logger is not None:
-                video = self._present(items)[None]
+                video = funrec.clip(items)[None]
                 kwargs = dict(self.video_kwargs)
                 fps = self._fps(None)
                 if fps is not None:
@@ -345,7 +334,7 @@ class VideoRecorder(ObservationTransform):
 
     def _write_held(self, name: str) -> None:
         """Moves the frames held for ``name`` into its partial mp4; on error keeps them."""
-        items, emptied = _drain_one(self._state, name)
+        items, emptied = funrec.drain(self._state, name=name)
         if not items:
             return
         writer = self._writers.get(name)
@@ -367,7 +356,7 @@ class VideoRecorder(ObservationTransform):
                 **self._writer_settings(),
             )
         try:
-            writer.write(self._present(items))
+            writer.write(funrec.clip(items))
         except BaseException:
             self._writers.pop(name, None)
             if writer.frames:  # the partial file keeps what was written before: move it aside
@@ -407,13 +396,7 @@ class VideoRecorder(ObservationTransform):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if self._batch is not None:
-            self._recorder = _make_recorder(
-                self._names(),
-                self.skip,
-                self.max_frames,
-                bool(self._batch),
-                self.make_grid is False,
-            )
+            self._recorder = self._make_recorder()
 
     def close(self) -> None:
         """Stops the writers of unfinished videos (their partial mp4 files stay)."""
@@ -423,37 +406,6 @@ class VideoRecorder(ObservationTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self.tag!r}, in_keys={self.in_keys}, skip={self.skip})"
-
-
-def _make_recorder(
-    names: dict[str, tuple[NestedKey, int | None]],
-    skip: int,
-    max_frames: int | None,
-    batched: bool,
-    per_env: bool,
-) -> funrec.Recorder:
-    """One funrec recorder for all videos: ``named(<video name>=frames(...), ...)``.
-
-    A grid video leaves out partial resets (the other tiles did not move); a
-    per-env video takes its sub-env out of the batch and only its own resets.
-    """
-    recorders = {}
-    for name, (key, env) in names.items():
-        rec = funrec.frames(key, skip=skip, max_frames=max_frames)
-        if per_env:
-            rec = funrec.when(resets_env(env), funrec.map_td(pick_env(env), rec))
-        elif batched:
-            rec = funrec.when(resets_all, rec)
-        recorders[name] = rec
-    return funrec.named(**recorders)
-
-
-def _drain_one(state: NamedState, name: str) -> tuple[tuple[torch.Tensor, ...], NamedState]:
-    """Drains the video ``name`` of a ``named`` state, leaving the others."""
-    index = state.names.index(name)
-    items, emptied = funrec.drain(state.states[index])
-    states = (*state.states[:index], emptied, *state.states[index + 1 :])
-    return items, NamedState(state.names, states)
 
 
 def _rename(source: Path, target: Path) -> None:

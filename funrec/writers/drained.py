@@ -58,17 +58,13 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
                 f"write_drained(): a dict of writers needs a named(...) state, got "
                 f"{type(state).__name__}; pass one writer."
             )
-        unknown = set(writer) - set(state.names)
+        unknown = set(writer) - set(state)
         if unknown:
             raise KeyError(
-                f"write_drained(): no recorder named {sorted(unknown)} in named({state.names}); "
-                "use the names given to funrec.named(...)."
+                f"write_drained(): no recorder named {sorted(unknown)} in "
+                f"named({', '.join(state)}); use the names given to funrec.named(...)."
             )
-        states = tuple(
-            write_drained(sub, writer[name]) if name in writer else sub
-            for name, sub in state.items()
-        )
-        return state._replace(states=states)
+        return state.replace(**{name: write_drained(state[name], w) for name, w in writer.items()})
     items, drained = funrec.drain(state)
     if isinstance(items, dict):
         raise TypeError(
@@ -83,8 +79,7 @@ def write_drained(state: Any, writer: Writer | Mapping[str, Writer]) -> Any:
     if isinstance(writer, VideoWriter):
         writer.metadata.update(_frames_metadata(drained))  # counts move even without frames
         if items:
-            frames = funrec.stack_frames(items)
-            writer.write(funrec.grid(frames.flatten(1, -4)) if frames.ndim > 4 else frames)
+            writer.write(funrec.clip(items))
     elif isinstance(writer, TrajectoryWriter):
         if items:
             writer.extend(torch.stack(items))
