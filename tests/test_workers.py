@@ -152,13 +152,17 @@ def test_async_workers_run_ahead_of_the_main_loop():
     for w, worker in result.workers.items():
         # the rule: a worker is asked for its next batch before the current one is yielded
         assert worker.batches >= len(received[w]) + 1
-        assert funrec.counts(worker.state).seen == steps * worker.batches
+        # every step it collected is in its state: finished episodes plus the running one
+        lengths = sum(e.length for e in funrec.episodes(worker.state))
+        assert lengths + worker.state.running_length[0] == steps * worker.batches
         main = funrec.fold(STATS, [td for b in received[w] for td in b.unbind(-1)])
         if worker.batches == len(received[w]) + 1:  # no batch dropped in between:
             # what the loop received is a prefix of what the worker recorded
             ahead = funrec.episodes(worker.state)
             assert ahead[: len(funrec.episodes(main))] == funrec.episodes(main)
-        assert funrec.counts(result.state).seen >= funrec.counts(main).seen
+    assert len(funrec.episodes(result.state)) == sum(
+        len(funrec.episodes(w.state)) for w in result.workers.values()
+    )
 
 
 def test_a_killed_worker_is_reported_and_the_others_keep_their_recording(tmp_path):
@@ -263,7 +267,8 @@ def test_evaluator_process_backend_records_through_funrec(tmp_path):
     videos = sorted((tmp_path / "eval" / "videos").glob("eval_*.mp4"))
     assert videos and videos[0].name == "eval_0.mp4"
     frames = sum(len(read_video(v)) for v in videos)
-    assert frames == funrec.counts(worker.state).seen + len(episodes) + 1
+    steps = sum(e.length for e in episodes) + worker.state.running_length[0]
+    assert frames == steps + len(episodes) + 1
 
 
 def make_eval_env(client):

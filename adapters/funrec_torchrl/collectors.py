@@ -433,11 +433,9 @@ def _frame_streams(state: Any) -> tuple[str | None, ...]:
 
 
 def _holds_frames(state: Any) -> bool:
-    try:
-        funrec.video(state)
-    except RecorderError:
-        return False
-    return True
+    while isinstance(state, funrec.GateState):
+        state = state.inner
+    return isinstance(state, funrec.FramesState)
 
 
 def _torchrl_worker_index() -> int | None:
