@@ -8,6 +8,9 @@ from tensordict import TensorDict
 
 # pygame (gymnasium's classic-control rendering) must not look for a display.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Ray (imported by torchrl.collectors) reads this once, at import: 0 keeps every listener of
+# the local Ray the tests start on 127.0.0.1 instead of every interface (test_workers_ray.py).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # "ci": at least 200 examples, derandomized so a failure reproduces, and the
 # reproduction blob printed. "dev": quicker, random, still prints the blob.

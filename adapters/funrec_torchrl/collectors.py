@@ -61,7 +61,9 @@ class Gathered(NamedTuple):
     """The result of :func:`gather`.
 
     Attributes:
-        state: ``funrec.merge`` of every worker state, in worker order.
+        state: ``funrec.merge`` of every worker state, in worker order (the
+            recorder's ``init()`` when none answered; None if the hooks were
+            given per Ray worker and none answered).
         workers: worker index -> :class:`WorkerState`, for each worker heard from
             (or recovered from its checkpoint).
         missing: worker index -> why it did not answer (dead, timed out, failed).
@@ -277,9 +279,10 @@ def gather(
             answers[worker] = recovered
             missing[worker] += f"; its state is its checkpoint after batch {recovered.batches}"
     workers = dict(sorted(answers.items()))
-    init = hook.recorder.init() if hook is not None else None
     states = [w.state for w in workers.values()]
-    merged = functools.reduce(funrec.merge, states, init) if states else init
+    if hook is not None:
+        states.insert(0, hook.recorder.init())  # the identity: no worker answered, no data
+    merged = functools.reduce(funrec.merge, states) if states else None
     return Gathered(merged, workers, missing)
 
 
