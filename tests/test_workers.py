@@ -21,6 +21,7 @@ import pytest
 import torch
 from funrec_torchrl import (
     CollectorRecorder,
+    Gathered,
     PixelRenderTransform,
     VideoLogger,
     VideoRecorder,
@@ -62,6 +63,24 @@ def merged(states):
     return functools.reduce(funrec.merge, states)
 
 
+def collect_and_gather(collector, batches: int, on_batch) -> tuple[Gathered, float]:
+    """Runs ``on_batch(batch)`` on the first ``batches`` batches, then gathers and shuts down.
+
+    Returns:
+        The gathered recording, and how many seconds ``gather`` took.
+    """
+    try:
+        for i, batch in enumerate(collector):
+            on_batch(batch)
+            if i == batches - 1:
+                break
+        start = time.perf_counter()
+        result = gather(collector)
+        return result, time.perf_counter() - start
+    finally:
+        collector.shutdown()
+
+
 def test_sync_workers_record_what_the_main_loop_receives(tmp_path):
     """2 workers, 3 batches of 20 steps each: per-worker folds equal the main-process fold."""
     steps, batches = 20, 3
@@ -77,21 +96,16 @@ def test_sync_workers_record_what_the_main_loop_receives(tmp_path):
     main = [STATS.init(), STATS.init()]
     pixels = [[], []]
     dones = [0, 0]
-    try:
-        for i, batch in enumerate(collector):
-            assert batch["worker"][:, 0].tolist() == [0, 1]  # stacked in worker order
-            for w in range(2):
-                main[w] = funrec.fold(STATS, batch[w].unbind(-1), main[w])
-                pixels[w].append(batch[w]["pixels"].clone())
-                dones[w] += int(batch[w]["next", "done"].sum())
-            if i == batches - 1:
-                break
-        batch_bytes = batch["pixels"].nbytes
-        start = time.perf_counter()
-        result = gather(collector)
-        seconds = time.perf_counter() - start
-    finally:
-        collector.shutdown()
+
+    def on_batch(batch):
+        assert batch["worker"][:, 0].tolist() == [0, 1]  # stacked in worker order
+        for w in range(2):
+            main[w] = funrec.fold(STATS, batch[w].unbind(-1), main[w])
+            pixels[w].append(batch[w]["pixels"].clone())
+            dones[w] += int(batch[w]["next", "done"].sum())
+
+    result, seconds = collect_and_gather(collector, batches, on_batch)
+    batch_bytes = pixels[0][0].nbytes * 2
 
     assert result.missing == {}
     assert sorted(result.workers) == [0, 1]
@@ -139,14 +153,9 @@ def test_async_workers_run_ahead_of_the_main_loop():
         post_collect_hook=CollectorRecorder(STATS),
     )
     received = {0: [], 1: []}
-    try:
-        for i, batch in enumerate(collector):
-            received[int(batch["worker"][0])].append(batch)
-            if i == received_batches - 1:
-                break
-        result = gather(collector)
-    finally:
-        collector.shutdown()
+    result, _ = collect_and_gather(
+        collector, received_batches, lambda b: received[int(b["worker"][0])].append(b)
+    )
 
     assert result.missing == {}
     for w, worker in result.workers.items():

@@ -18,31 +18,18 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from funrec_torchrl import CollectorRecorder, PixelRenderTransform, gather
+from funrec_torchrl import CollectorRecorder, gather
 
 import funrec
 from funrec import Counts, RecorderError
 from funrec.writers import read_video, sidecar_path
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+from test_workers import STATS, collect_and_gather, make_env  # noqa: E402
 from torchrl.collectors.distributed import RayCollector  # noqa: E402
-from torchrl.data import Unbounded  # noqa: E402
-from torchrl.envs import GymEnv  # noqa: E402
-from torchrl.envs.transforms import TensorDictPrimer  # noqa: E402
 
-STATS = funrec.episode_stats()
 REMOTE = {"num_cpus": 1, "memory": 2**30}
 FULL = os.environ.get("FUNREC_FULL") == "1"
-
-
-def make_env(worker: int = 0, pixels: bool = False) -> GymEnv:
-    """CartPole whose steps carry ``"worker"``; rendered with ``pixels``."""
-    env = GymEnv("CartPole-v1", render_mode="rgb_array" if pixels else None)
-    if pixels:
-        env = env.append_transform(PixelRenderTransform())
-    return env.append_transform(
-        TensorDictPrimer(worker=Unbounded(shape=(), dtype=torch.int64), default_value=worker)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +74,13 @@ def test_ray_sync_workers_record_what_the_main_loop_receives(local_ray):
     )
     made = time.perf_counter() - start
     main = [STATS.init(), STATS.init()]
-    try:
-        for i, batch in enumerate(collector):
-            assert batch["worker"][:, 0].tolist() == [0, 1]  # stacked in actor order
-            for w in range(2):
-                main[w] = funrec.fold(STATS, batch[w].unbind(-1), main[w])
-            if i == batches - 1:
-                break
-        start = time.perf_counter()
-        result = gather(collector)
-        seconds = time.perf_counter() - start
-    finally:
-        collector.shutdown()
+
+    def on_batch(batch):
+        assert batch["worker"][:, 0].tolist() == [0, 1]  # stacked in actor order
+        for w in range(2):
+            main[w] = funrec.fold(STATS, batch[w].unbind(-1), main[w])
+
+    result, seconds = collect_and_gather(collector, batches, on_batch)
     assert result.missing == {}
     labels = set()
     for w, worker in result.workers.items():
@@ -140,17 +122,14 @@ def test_ray_async_workers_stream_their_videos(local_ray, tmp_path):
         collector_kwargs=[{"post_collect_hook": hook} for hook in hooks],
     )
     received = {0: [], 1: []}
-    try:
-        for i, batch in enumerate(collector):
-            last = int(batch["worker"][0])
-            received[last].append(batch["pixels"].clone())
-            if i == received_batches - 1:
-                break
-        start = time.perf_counter()
-        result = gather(collector)
-        seconds = time.perf_counter() - start
-    finally:
-        collector.shutdown()
+    order = []
+
+    def on_batch(batch):
+        order.append(int(batch["worker"][0]))
+        received[order[-1]].append(batch["pixels"].clone())
+
+    result, seconds = collect_and_gather(collector, received_batches, on_batch)
+    last = order[-1]
     assert result.missing == {}
     for w, worker in result.workers.items():
         # the rule on Ray: RayCollector asks an actor for its next batch after yielding its
