@@ -95,8 +95,8 @@ class CollectorRecorder:
         recorder: the funrec recorder to fold, e.g.
             ``funrec.named(video=funrec.frames("pixels"), stats=funrec.episode_stats())``.
         directory: where the workers write their videos and checkpoints; it must
-            be new or empty (so no earlier run is overwritten). None keeps
-            frames in the state and writes nothing.
+            be new or empty (so no earlier run is overwritten). None writes
+            nothing, and then ``recorder`` must not record frames.
         fps: frames per second of the videos.
         worker: this hook's worker index, when TorchRL does not tell it (one
             hook per Ray collector through ``collector_kwargs``).
@@ -200,7 +200,7 @@ class CollectorRecorder:
 
     def _checkpoint(self) -> None:
         """Saves the state atomically: a worker killed later leaves this behind."""
-        report = self.report(-1)
+        report = self.report(-1)  # gather puts the index in when it reads a checkpoint
         path = self.directory / f"{self.label}{_STATE_SUFFIX}"
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temp.write_bytes(pickle.dumps(report))
