@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(WHEELS) -c constraints.txt -e ".[torchrl,jax,video,envs,dev,bench,cli,docs,loggers]"
+	$(BIN)/python -m pip install --quiet $(WHEELS) -c constraints.txt -e ".[torchrl,jax,video,envs,dev,bench,cli,docs,loggers,ray]"
 	touch $(STAMP)
 
 # The main job: record CartPole with `funrec record` into runs/<env>-<time>/ and print

@@ -10,6 +10,9 @@ pytest_plugins = ["funrec.testing.pytest_plugin"]
 
 # pygame (gymnasium's classic-control rendering) must not look for a display.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Ray (imported by torchrl.collectors) reads this once, at import: 0 keeps every listener of
+# the local Ray the tests start on 127.0.0.1 instead of every interface (test_workers_ray.py).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def stamped_frame(index: int, height: int = 6, width: int = 8) -> torch.Tensor:
