@@ -185,6 +185,8 @@ def _(state: EpisodeStatsState, env: int) -> funrec.EpisodeStatsState:
         counts=_counts(state.counts),
         running_reward=tuple(state.running_reward.tolist()),
         running_length=tuple(state.running_length.tolist()),
+        reward_key=state.reward_key,
+        done_keys=(state.done_key,),
     )
 
 

@@ -122,6 +122,8 @@ class EpisodeStatsState(NamedTuple):
         running_reward: float32 ``[n]``, the return so far of each sub-env's episode.
         running_length: int32 ``[n]``, its steps so far.
         refused: what the core would have raised on, counted.
+        reward_key: the key of the reward (static).
+        done_key: the key of the done flag (static).
     """
 
     items: Episode
@@ -131,17 +133,20 @@ class EpisodeStatsState(NamedTuple):
     running_reward: jax.Array
     running_length: jax.Array
     refused: Refused
+    reward_key: Key
+    done_key: Key
 
 
-def _register_static_last(cls: type) -> None:
-    """A NamedTuple pytree whose last field is static structure, not data."""
+def _register_static_last(cls: type, n: int = 1) -> None:
+    """A NamedTuple pytree whose last ``n`` fields are static structure, not data."""
     jax.tree_util.register_pytree_node(
-        cls, lambda s: (tuple(s)[:-1], s[-1]), lambda static, children: cls(*children, static)
+        cls, lambda s: (tuple(s)[:-n], tuple(s)[-n:]), lambda static, data: cls(*data, *static)
     )
 
 
 _register_static_last(FramesState)
 _register_static_last(TensorDictsState)
+_register_static_last(EpisodeStatsState, 2)
 
 RING_STATES = (FramesState, TensorDictsState, EpisodeStatsState)
 
@@ -389,6 +394,8 @@ def episode_stats(
             running_reward=jnp.zeros(n, jnp.float32),
             running_length=jnp.zeros(n, jnp.int32),
             refused=Refused(int32(), int32()),
+            reward_key=reward_key,
+            done_key=done_key,
         )
 
     def step(state: EpisodeStatsState, data: Any, active: Any = True) -> EpisodeStatsState:
@@ -427,6 +434,8 @@ def episode_stats(
             jnp.stack(totals).astype(jnp.float32),
             jnp.stack(lengths).astype(jnp.int32),
             state.refused,
+            reward_key,
+            done_key,
         )
         kept = jax.tree.map(lambda a, b: jnp.where(took, a, b), new, state)
         return kept._replace(
