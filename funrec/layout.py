@@ -84,7 +84,7 @@ class Layout:
         width: image width in pixels.
         dtype: torch dtype name of the input, e.g. ``"uint8"``, ``"float32"``, ``"bool"``.
         scale: factor that maps input values to [0, 255]: 255 for float [0, 1] and
-          bool frames, 1 otherwise.
+            bool frames, 1 otherwise.
 
     Example:
         >>> Layout((), "CHW", 3, 64, 48, "float32", 255).shape
@@ -275,14 +275,14 @@ def detect(x: Any, hint: str | Layout | None = None) -> Layout:
     Args:
         x: a frame of any kind :func:`as_tensor` reads, with optional leading batch dims.
         hint: an order (``"HWC"``, ``"CHW"``, ``"HW"``) that replaces the detection
-          rule, or a full ``Layout`` that ``x`` must fit.
+            rule, or a full ``Layout`` that ``x`` must fit.
 
     Returns:
         The frame's ``Layout``.
 
     Raises:
         LayoutError: the shape reads as both ``HWC`` and ``CHW`` (both readings are
-          listed), as none, does not fit the hint, or the dtype is not supported.
+            listed), as none, does not fit the hint, or the dtype is not supported.
 
     Example:
         >>> layout = detect(np.zeros((2, 64, 48, 3), np.uint8))
@@ -374,7 +374,7 @@ def normalize(
 
     Raises:
         LayoutError: ``x`` does not have ``layout.shape`` and ``layout.dtype`` (the
-          message gives both shapes), or integer values lie outside [0, 255].
+            message gives both shapes), or integer values lie outside [0, 255].
 
     Example:
         >>> x = np.full((8, 8), 0.5, np.float32)
