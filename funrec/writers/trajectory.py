@@ -41,6 +41,7 @@ import torch
 from tensordict import MemoryMappedTensor, NonTensorData, NonTensorStack, TensorDict, TensorDictBase
 
 from funrec.layout import LayoutError, detect
+from funrec.rules import done_flags
 from funrec.writers._files import WriterError, check_fps, funrec_version, write_json
 from funrec.writers.video import VideoWriter, open_video, read_video
 
@@ -392,7 +393,7 @@ class TrajectoryWriter:
         current, next_id = self._episode, self._next_episode
         done = None
         if self.done_key is not None:
-            done = td.get(self.done_key).reshape(count, *current.shape, -1).any(-1)
+            done = done_flags(td, self.done_key).reshape(count, *current.shape)
         ids = torch.empty((count, *current.shape), dtype=torch.int64)
         if done is None or not done.any():  # the common step: no episode ends
             ids[:] = current
