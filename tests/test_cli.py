@@ -25,7 +25,7 @@ from funrec_cli.inspection import describe, render
 from PIL import Image
 
 from funrec import Episode
-from funrec.writers import load, read_video
+from funrec.writers import load, partials, read_video
 
 FUNREC = Path(sys.executable).with_name("funrec")  # the console script of this venv
 STEPS = 120
@@ -221,10 +221,11 @@ import sys, time, torch
 from tensordict import TensorDict
 from funrec.writers import TrajectoryWriter, open_video
 video = open_video(sys.argv[1] + "/clip.mp4", fps=10)
-store = TrajectoryWriter(sys.argv[1] + "/steps", first_chunk=8)
+store = TrajectoryWriter(sys.argv[1] + "/steps", first_chunk=8, commit_steps=16, commit_seconds=600)
 for t in range(40):
     video.write(torch.full((1, 3, 32, 48), 6 * t, dtype=torch.uint8))
     store.append(TensorDict({"x": torch.tensor([t]), "next": {"done": torch.tensor([False])}}))
+video.flush()  # every frame handed to ffmpeg (not queued in the writer) before the kill
 print("written", flush=True)
 time.sleep(600)
 """
@@ -239,11 +240,12 @@ def test_inspect_marks_what_a_killed_writer_left_incomplete(tmp_path):
     process.kill()  # SIGKILL: no close(), no sidecar update
     process.wait()
     psutil.wait_procs(ffmpeg, timeout=120)  # ffmpeg finishes the stream it was given
-    video = describe(tmp_path / "clip.mp4")
+    (partial,) = partials(tmp_path / "clip.mp4")  # the kill left the mp4 under its partial name
+    video = describe(partial)
     assert video["complete"] is False and video["frames"] == 40  # decoded, not from the sidecar
     assert "incomplete" in render(video)
     store = describe(tmp_path / "steps")
-    assert store["complete"] is False and store["steps"] == 24  # chunks of 8 and 16 committed
+    assert store["complete"] is False and store["steps"] == 32  # commits every 16 steps
     assert "incomplete" in render(store)
 
 
