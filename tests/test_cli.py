@@ -221,11 +221,11 @@ import sys, time, torch
 from tensordict import TensorDict
 from funrec.writers import TrajectoryWriter, open_video
 video = open_video(sys.argv[1] + "/clip.mp4", fps=10)
-store = TrajectoryWriter(sys.argv[1] + "/steps", first_chunk=8, commit_steps=16, commit_seconds=600)
-for t in range(40):
+store = TrajectoryWriter(sys.argv[1] + "/steps", commit_steps=8, commit_seconds=3600)
+for t in range(42):
     video.write(torch.full((1, 3, 32, 48), 6 * t, dtype=torch.uint8))
     store.append(TensorDict({"x": torch.tensor([t]), "next": {"done": torch.tensor([False])}}))
-video.flush()  # every frame handed to ffmpeg (not queued in the writer) before the kill
+video.flush()  # every frame in ffmpeg's hands
 print("written", flush=True)
 time.sleep(600)
 """
@@ -240,12 +240,13 @@ def test_inspect_marks_what_a_killed_writer_left_incomplete(tmp_path):
     process.kill()  # SIGKILL: no close(), no sidecar update
     process.wait()
     psutil.wait_procs(ffmpeg, timeout=120)  # ffmpeg finishes the stream it was given
-    (partial,) = partials(tmp_path / "clip.mp4")  # the kill left the mp4 under its partial name
+    assert not (tmp_path / "clip.mp4").exists()  # never half-written: the partial holds it
+    [partial] = partials(tmp_path / "clip.mp4")
     video = describe(partial)
-    assert video["complete"] is False and video["frames"] == 40  # decoded, not from the sidecar
+    assert video["complete"] is False and video["frames"] == 42  # decoded, not from the sidecar
     assert "incomplete" in render(video)
     store = describe(tmp_path / "steps")
-    assert store["complete"] is False and store["steps"] == 32  # commits every 16 steps
+    assert store["complete"] is False and store["steps"] == 40  # committed every 8 steps
     assert "incomplete" in render(store)
 
 
@@ -408,7 +409,7 @@ def test_ctrl_c_stops_the_recording_and_keeps_what_was_recorded(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    while not (out / "video.mp4").exists():  # recording has started
+    while not partials(out / "video.mp4"):  # recording has started (into the partial)
         assert process.poll() is None, process.communicate()
         time.sleep(0.1)
     time.sleep(1)
