@@ -5,7 +5,8 @@
 Each transition goes through one recorder, and after every step
 ``write_drained`` hands what the state holds to ffmpeg (the frames) and to the
 trajectory store (the steps). The process never holds more than one step, so
-its memory after the first tenth of the rollout is its memory at the end;
+its memory after the first third of the rollout (the writers' buffers
+filling up) is its memory at the end;
 holding 20,000 rendered 400x600 frames instead would take 14 GB. The script
 prints its resident memory as it goes.
 """
@@ -49,7 +50,7 @@ def main(steps: int, out: Path) -> None:
     print(f"video: {funrec.counts(state['video']).recorded} frames in {out / 'video.mp4'}")
     print(f"episodes: {len(funrec.episodes(state['stats']))}")
     print(
-        f"peak resident memory: {max(rss[:10]):.0f} MiB in the first tenth, "
+        f"peak resident memory: {max(rss[:33]):.0f} MiB in the first third, "
         f"{max(rss):.0f} MiB over the whole rollout"
     )
 

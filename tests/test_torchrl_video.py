@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from faults import ffmpeg_writing, fragments, wait_for
@@ -124,7 +125,10 @@ def test_a_failed_stream_keeps_every_frame_in_the_partial_or_for_dump(tmp_path):
     writer = env.transform._writers["run"]
     writer.flush()
     wait_for(lambda: fragments(writer.partial) >= 1, "a complete mp4 fragment")
-    ffmpeg_writing(writer.partial).kill()
+    ffmpeg = ffmpeg_writing(writer.partial)
+    ffmpeg.kill()
+    # Dead (a zombie until the writer reaps it), so its pipe is closed before the next frames.
+    wait_for(lambda: ffmpeg.status() == psutil.STATUS_ZOMBIE, "ffmpeg to die")
     with pytest.warns(RuntimeWarning, match=r"streaming video 'run' failed.*-9.*partial"):
         env.rollout(9)  # frames 30..39: the writer finds ffmpeg dead and hands frames back
     in_partial = read_video(writer.partial)  # what ffmpeg wrote before it died stays
