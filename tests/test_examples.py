@@ -39,9 +39,7 @@ def test_composed_pipeline_writes_video_steps_and_stats_from_one_recorder(tmp_pa
 
 
 def test_long_rollout_streams_in_flat_memory(tmp_path):
-    # The first tenth must cover the writer's warm-up: it keeps each frame until ffmpeg has
-    # written it (about a second of video, ~70 frames at 50 fps), so 300 steps is too short.
-    steps = 20_000 if FULL else 600
+    steps = 20_000 if FULL else 300
     out = run_example("long_rollout.py", tmp_path, FUNREC_STEPS=str(steps))
     video = tmp_path / "long_rollout" / "video.mp4"
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))  # counted, not held
