@@ -166,7 +166,8 @@ def with_origin(state: State, origin: str) -> State:
 @with_origin.register
 def _(state: EpisodeStatsState, origin: str) -> EpisodeStatsState:
     _check_origin(origin)
-    marked = (e._replace(origin=f"{origin}/{e.origin}".rstrip("/")) for e in state.items)
+    # the unmarked share one string, which pickling stores once
+    marked = (e._replace(origin=_under(origin, e.origin)) for e in state.items)
     return state._replace(items=Queue.of(marked))
 
 
@@ -180,6 +181,10 @@ def _(state: GateState, origin: str) -> GateState:
 def _(state: NamedState, origin: str) -> NamedState:
     _check_origin(origin)
     return NamedState({name: with_origin(s, origin) for name, s in state.items()})
+
+
+def _under(origin: str, inner: str) -> str:
+    return f"{origin}/{inner}" if inner else origin
 
 
 def _check_origin(origin: object) -> None:
