@@ -84,6 +84,11 @@ class Episode(NamedTuple):
     length: int
     origin: str = ""
 
+    def __repr__(self) -> str:
+        origin = f", origin={self.origin!r}" if self.origin else ""  # shown once marked
+        fields = f"env={self.env}, total_reward={self.total_reward}, length={self.length}"
+        return f"Episode({fields}{origin})"
+
 
 class EpisodeStatsState(NamedTuple):
     """State of :func:`episode_stats`.
