@@ -353,8 +353,7 @@ def test_one_recorder_steps_streams_of_different_layouts():
 
 
 def test_frames_read_nested_keys_and_lazy_stacks():
-    frame = stamped_frame(4)
-    nested = TensorDict({"next": {"pixels": frame}})
+    nested = TensorDict({"pixels": stamped_frame(3), "next": {"pixels": stamped_frame(4)}})
     assert recorded_indices(funrec.fold(funrec.frames(("next", "pixels")), [nested] * 2)) == [4, 4]
     tds = [TensorDict({"pixels": stamped_frame(i)}) for i in (1, 2)]
     lazy = LazyStackedTensorDict.lazy_stack(tds)
