@@ -8,6 +8,7 @@ appending (and evicting) were O(T), later windows would be slower.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ def run(cfg: Config) -> Section:
     m = interleave({name: contender(name) for name in VARIANTS}, cfg.repeats)
     rows, misses = [], []
     size = steps // windows
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     for name in VARIANTS:
         timed_curves = curves[name][1:]  # the first is the warm-up round
         medians = [Stats.of([c[w] for c in timed_curves]).median for w in range(windows)]
@@ -72,6 +74,7 @@ def run(cfg: Config) -> Section:
         + [f"µs/step @{(w + 1) * size}" for w in range(windows)],
         rows=rows,
         notes=[
+            f"Load average (1, 5, 15 min) at the end of this scenario: {load}. "
             f"8x8x3 uint8 frames, {steps} steps in {windows} windows of {size}; each "
             "curve point is the median over the repeats of that window's mean time per "
             "step. The unbounded fold ends holding every frame; the capped one holds 1000 "

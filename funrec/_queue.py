@@ -11,6 +11,14 @@ two cons lists (Okasaki's banker's queue): ``append`` conses onto the back,
 the back into it once. Every operation returns a new queue that shares all its
 cells with the old one, so appending costs O(1) and popping O(1) amortized
 whatever the length, and no earlier version ever changes.
+
+The memory rule every storage keeps: a step writes only into memory that no
+existing value can see. An item a state holds, or that ``drain`` handed out,
+belongs to that state, to every later one that shares it, and to the caller;
+the recorder cannot know when its memory is free, so it never reuses it, and
+a ring of fixed slots may not be overwritten in place while an earlier state
+still holds the slot's item. Memory comes back through the allocator once the
+last reference dies (a streaming shell drains and drops each frame).
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 
 from funrec import images, rules
 from funrec._queue import Queue, Storage
@@ -206,20 +206,54 @@ def frames(
         return FramesState(layout=first_layout(read_key(example, key, who), example))
 
     limit = f"{who}: max_frames"
+    read = _key_reader(key, who)
+    # The steady state's plan, decided once per layout (a cache of a pure function
+    # of the layout and the static arguments, not state): for frames that need
+    # nothing but a copy (uint8 RGB, no crop, no resize), their input shape and
+    # whether the channel dim moves; None for every other layout.
+    # One (layout, plan) pair, read and replaced whole: a stream keeps one layout object.
+    cache: list[tuple[Layout | None, tuple[torch.Size, bool] | None]] = [(None, None)]
+
+    def copy_plan(layout: Layout) -> tuple[torch.Size, bool] | None:
+        simple = crop_size is None and new_size is None and layout.dtype == "uint8"
+        if simple and layout.channels == 3 and layout.order != "HW":
+            return torch.Size(layout.shape), layout.order == "HWC"
+        return None
 
     def step(state: FramesState, td: TensorDictBase) -> FramesState:
-        value = read_key(td, key, who)
+        value = read(td)
         admission = _admit(state.items, max_frames, overflow, limit)
         if not admission.record:
             return state._replace(counts=rules.count(state.counts, admission))
-        chosen = state.layout or first_layout(value, td)
+        chosen = state.layout
+        cached, plan = cache[0]
+        if cached is not chosen:
+            plan = copy_plan(chosen) if chosen is not None else None
+            cache[0] = chosen, plan
+        if (
+            plan is not None
+            and type(value) is torch.Tensor
+            and value.dtype is torch.uint8
+            and value.shape == plan[0]
+            and value.is_cpu
+            and not value.requires_grad
+        ):  # the steady state: normalize's one copy, without its checks and conversions
+            frame = value.clone().movedim(-1, -3) if plan[1] else value.clone()
+            return FramesState(
+                _keep(state.items, admission, frame),
+                _count(state.counts, admission),
+                chosen,
+                state.nonfinite,
+                state.clipped,
+            )
+        chosen = chosen or first_layout(value, td)
         try:
             frame, (nonfinite, clipped) = convert(value, chosen)
         except LayoutError as err:
             raise LayoutError(f"{who}: {err}{_not_an_image_hint(value, td)}") from err
         return FramesState(
             _keep(state.items, admission, frame),
-            rules.count(state.counts, admission),
+            _count(state.counts, admission),
             chosen,
             state.nonfinite + nonfinite,
             state.clipped + clipped,
@@ -279,7 +313,8 @@ def tensordicts(
                 f"its own recorder, or drain and start a new state."
             )
         kept = td.select(*keys) if keys is not None else td
-        items = _keep(state.items, admission, kept.detach().to("cpu").clone())
+        # Leaf by leaf: TensorDict.clone cannot copy uint16/32/64 leaves (it adds 0).
+        items = _keep(state.items, admission, kept.apply(_cpu_copy, device="cpu"))
         return TensorDictsState(items, rules.count(state.counts, admission), batch_size)
 
     recorder = Recorder(init, step)
@@ -385,6 +420,30 @@ def _admit(items: Storage, capacity: int | None, overflow: str, limit: str) -> r
     return admission
 
 
+def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached CPU copy of ``tensor`` that shares no memory with it."""
+    return tensor.detach().to("cpu", copy=True)
+
+
+_INCREMENTS: dict[rules.Admission, Counts] = {}
+
+
+def _count(counts: Counts, admission: rules.Admission) -> Counts:
+    """``rules.count(counts, admission)`` for Python int counters, at a third of its cost.
+
+    The rule adds to ``counts`` an increment that depends on the admission
+    alone; each admission's increment is computed once, by the rule itself.
+    """
+    inc = _INCREMENTS.get(admission)
+    if inc is None:
+        inc = _INCREMENTS.setdefault(admission, rules.count(Counts(), admission))
+    seen, recorded, skipped, dropped = counts
+    # Counts(...) with the NamedTuple's own tuple.__new__, minus its Python-level frame.
+    return tuple.__new__(
+        Counts, (seen + inc[0], recorded + inc[1], skipped + inc[2], dropped + inc[3])
+    )
+
+
 def _keep(items: Storage, admission: rules.Admission, item: Any) -> Storage:
     """``items`` with ``item`` appended, and the oldest evicted if ``admission`` says so."""
     items = items.append(item)
@@ -406,6 +465,28 @@ def _check_buffer_args(skip: int, capacity: int | None, overflow: str, name: str
         raise RecorderError(
             f"overflow must be one of {rules.OVERFLOW_POLICIES}, got {overflow!r}."
         )
+
+
+def _key_reader(key: Key, who: str) -> Callable[[TensorDictBase], Any]:
+    """``read_key(td, key, who)``, reading a plain TensorDict's entries directly.
+
+    ``TensorDict.get`` costs about as much as copying a small frame; a plain
+    ``TensorDict`` keeps its entries in a dict, which this reads without it.
+    Anything else (lazy stacks, missing keys, ...) goes through ``read_key``.
+    """
+    path = (key,) if isinstance(key, str) else tuple(key)
+
+    def read(td: TensorDictBase) -> Any:
+        node: Any = td
+        for name in path:
+            if type(node) is not TensorDict:
+                return read_key(td, key, who)
+            node = node._tensordict.get(name)
+            if node is None:
+                return read_key(td, key, who)
+        return node
+
+    return read
 
 
 def _not_an_image_hint(value: Any, td: TensorDictBase) -> str:

@@ -7,10 +7,11 @@ import torch
 from conftest import frame_index, pixel_steps, stamped_frame
 from hypothesis import given
 from hypothesis import strategies as st
-from tensordict import TensorDict
+from tensordict import LazyStackedTensorDict, TensorDict
 
 import funrec
 from funrec import BufferFullError, Counts, LayoutError, MissingKeyError, RecorderError
+from funrec.layout import detect, normalize
 
 caps = st.none() | st.integers(1, 12)
 policies = st.sampled_from(["drop_newest", "drop_oldest"])
@@ -301,3 +302,62 @@ def test_a_batch_of_state_vectors_is_not_an_image():
     rec = funrec.frames("observation")
     with pytest.raises(LayoutError, match=r"\(16, 4\).*batch size \(16,\).*PixelRenderTransform"):
         rec.step(rec.init(), td)
+
+
+# --- The steady state: a uint8 RGB stream is copied without normalize's checks ----------------
+
+
+@given(
+    order=st.sampled_from(["HWC", "CHW"]),
+    batch=st.sampled_from([(), (2,), (2, 3)]),
+    contiguous=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_steady_frames_equal_normalize(order, batch, contiguous, seed):
+    g = torch.Generator().manual_seed(seed)
+    shape = (*batch, 5, 7, 3) if order == "HWC" else (*batch, 3, 5, 7)
+    steps = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g) for _ in range(3)]
+    if not contiguous:  # a transposed view of the same values
+        steps = [x.transpose(-1, -2).contiguous().transpose(-1, -2) for x in steps]
+    rec = funrec.frames(layout=order)
+    state = funrec.fold(rec, [TensorDict({"pixels": x}, batch_size=batch) for x in steps])
+    layout = detect(steps[0], order)
+    for held, x in zip(funrec.drain(state)[0], steps, strict=True):
+        assert torch.equal(held, normalize(x, layout))
+        assert held.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+
+
+def test_steady_state_still_checks_dtype_and_shape():
+    rec = funrec.frames()
+    state = funrec.fold(rec, pixel_steps(2))
+    for bad, match in [
+        (stamped_frame(2).float(), r"frames\('pixels'\).*dtype uint8.*dtype float32"),
+        (stamped_frame(2).permute(2, 0, 1), r"frames\('pixels'\).*\(3, 6, 8\)"),
+    ]:
+        with pytest.raises(LayoutError, match=match):
+            rec.step(state, TensorDict({"pixels": bad}))
+    assert recorded_indices(state) == [0, 1]
+
+
+def test_one_recorder_steps_streams_of_different_layouts():
+    # The recorder caches the plan of the last layout it saw: alternating streams must not mix.
+    rec = funrec.frames()
+    hwc = rec.init(TensorDict({"pixels": stamped_frame(0)}))
+    chw = rec.init(TensorDict({"pixels": stamped_frame(0).permute(2, 0, 1)}))
+    for i in range(3):
+        hwc = rec.step(hwc, TensorDict({"pixels": stamped_frame(i)}))
+        chw = rec.step(chw, TensorDict({"pixels": stamped_frame(10 + i).permute(2, 0, 1)}))
+    assert recorded_indices(hwc) == [0, 1, 2]
+    assert recorded_indices(chw) == [10, 11, 12]
+    assert funrec.video(hwc).shape == funrec.video(chw).shape == (3, 3, 6, 8)
+
+
+def test_frames_read_nested_keys_and_lazy_stacks():
+    nested = TensorDict({"pixels": stamped_frame(3), "next": {"pixels": stamped_frame(4)}})
+    assert recorded_indices(funrec.fold(funrec.frames(("next", "pixels")), [nested] * 2)) == [4, 4]
+    tds = [TensorDict({"pixels": stamped_frame(i)}) for i in (1, 2)]
+    lazy = LazyStackedTensorDict.lazy_stack(tds)
+    clip = funrec.video(funrec.fold(funrec.frames(), [lazy]))
+    assert [frame_index(f) for f in clip[0]] == [1, 2]
+    with pytest.raises(MissingKeyError, match=r"\('next', 'rgb'\).*\('next', 'pixels'\)"):
+        funrec.frames(("next", "rgb")).step(funrec.frames().init(), nested)

@@ -221,11 +221,12 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
         Its batch dims are read as consecutive frames, unless ``make_grid=True``.
         """
-        if self.make_grid or not tensordict.batch_dims:
-            self._record(tensordict)
+        grid = self.make_grid
+        if grid or not tensordict.batch_dims:
+            self._record(tensordict, grid)
         else:
             for td in tensordict.reshape(-1).unbind(0):
-                self._record(td)
+                self._record(td, grid)
         return tensordict
 
     def _apply_transform(self, observation: torch.Tensor) -> torch.Tensor:
@@ -254,8 +255,10 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         self._record(TensorDict({self.in_keys[0]: value}, batch_size=batch))
         return observation
 
-    def _record(self, td: TensorDictBase) -> None:
-        if not td.batch_dims and not self.make_grid:
+    def _record(self, td: TensorDictBase, grid: bool | None = None) -> None:
+        """Records one TensorDict; ``grid`` is ``self.make_grid`` when the caller knows it."""
+        stacks = self._stack_dims != 0 and not td.batch_dims  # 0: single frames, decided
+        if stacks and not (self.make_grid if grid is None else grid):
             stack = self._frame_stack(td)
             if stack is not None:
                 for frame in stack.unbind(0):
