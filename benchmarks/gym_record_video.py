@@ -126,8 +126,9 @@ def run(cfg: Config) -> Section:
         notes=[
             f"{steps} steps, {steps + 1} frames of 400x600. RecordVideo holds every frame "
             "until the episode ends, then moviepy encodes them (libx264, its default preset "
-            "'medium' — slower than funrec's 'veryfast'; gymnasium offers no preset "
-            "option). funrec streams each frame to ffmpeg as it is drawn (crf 20, "
-            "veryfast). Peak RSS is the Python process's (ffmpeg is a separate process).",
+            "'medium' — slower than funrec's default 'ultrafast'; gymnasium offers no "
+            "preset option). funrec streams each frame to ffmpeg as it is drawn (crf 20, "
+            "ultrafast, one encoder thread). Peak RSS is the Python process's (ffmpeg "
+            "is a separate process).",
         ],
     )

@@ -109,4 +109,6 @@ def pipe_is_full(ffmpeg: psutil.Process) -> bool:
     with open(f"/proc/{ffmpeg.pid}/fd/0", "rb", buffering=0) as pipe:
         capacity = fcntl.fcntl(pipe, 1032)  # F_GETPIPE_SZ
         waiting = fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0")
-        return int.from_bytes(waiting, sys.byteorder) >= capacity
+        # Full: no free page left. A page ffmpeg has read part of stays in use, so a large
+        # pipe (the writer asks for 1 MiB) can block its writer with up to a page unfilled.
+        return capacity - int.from_bytes(waiting, sys.byteorder) <= 4096

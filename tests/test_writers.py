@@ -96,6 +96,25 @@ def test_mp4_settings_reach_ffmpeg(tmp_path):
     assert (info["crf"], info["preset"], info["codec"]) == (40, "ultrafast", "libx264")
 
 
+def test_encoder_threads_reach_ffmpeg_and_bad_ones_are_refused(tmp_path):
+    from faults import ffmpeg_writing
+
+    video = gradient(12)
+    for threads, expected in [(None, None), (1, "1"), (0, "0"), (2, "2")]:
+        path = tmp_path / f"t{threads}.mp4"
+        writer = open_video(path, fps=12, threads=threads)
+        writer.write(video[:1])
+        args = ffmpeg_writing(writer.partial).cmdline()
+        assert (args[args.index("-threads") + 1] if "-threads" in args else None) == expected
+        writer.write(video[1:])
+        writer.close()
+        assert json.loads(sidecar_path(path).read_text())["threads"] == threads
+        assert mae(read_video(path), video) <= MP4_MAE
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=rf"threads={bad!r}.*int >= 0"):
+            open_video(tmp_path / "bad.mp4", threads=bad)
+
+
 def test_mp4_fps_is_written_into_the_stream(tmp_path):
     import imageio_ffmpeg
 

@@ -54,6 +54,8 @@ def encode_args(
             out += ["-crf", str(settings["crf"])]
         if settings["preset"] is not None:
             out += ["-preset", settings["preset"]]
+        if settings["threads"] is not None:
+            out += ["-threads", str(settings["threads"])]
         keyint = str(max(1, round(fps)))
         out += ["-pix_fmt", "yuv420p", "-g", keyint, "-movflags", _FRAGMENTED]
         out += ["-flush_packets", "1", "-f", "mp4"]  # each fragment reaches the disk

@@ -27,6 +27,8 @@ failure hands back every frame that did not make it (:class:`WriterError`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
 import math
 import os
@@ -61,6 +63,7 @@ FORMATS = ("mp4", "gif", "png", "pt", "memmap")
 _SUFFIXES = {".mp4": "mp4", ".gif": "gif", ".pt": "pt", ".memmap": "memmap"}
 _CHUNK = 64  # frames decoded at a time
 _QUEUE_BYTES = 4 << 20  # frames taken but not handed on yet: write() waits beyond this
+_PIPE_BYTES = 1 << 20  # ffmpeg's stdin: Linux's largest pipe without privileges
 
 
 def open_video(
@@ -70,7 +73,8 @@ def open_video(
     format: str | None = None,
     codec: str = "libx264",
     crf: int | None = 20,
-    preset: str | None = "veryfast",
+    preset: str | None = "ultrafast",
+    threads: int | None = 1,
     metadata: dict[str, Any] | None = None,
 ) -> VideoWriter:
     """Opens a video file for streaming writes.
@@ -88,6 +92,9 @@ def open_video(
       crf: mp4 only, the constant rate factor (0 lossless ... 51 worst); None to
         leave it to the encoder (needed for encoders without ``-crf``).
       preset: mp4 only, the encoder speed preset; None for encoders without one.
+      threads: mp4 only, the encoder's threads (ffmpeg's ``-threads``): 1 keeps
+        encoding on one core, beside a rollout on another; 0 or None lets the
+        encoder pick (libx264: 1.5 per core).
       metadata: JSON-serialisable values stored in the sidecar under ``"metadata"``
         (e.g. source key, layout, skip, counts). ``writer.metadata`` can be
         updated until ``close()``.
@@ -119,7 +126,12 @@ def open_video(
     fps = check_fps(fps, where)
     # Fail now, not at the first frame, when the directory cannot be written.
     remove(temp_beside(path))
-    settings = {"codec": codec, "crf": crf, "preset": preset} if format == "mp4" else {}
+    if threads is not None and (type(threads) is not int or threads < 0):
+        raise ValueError(
+            f"{where}: threads={threads!r}; use an int >= 0 (0 or None: the encoder decides)."
+        )
+    settings = {"codec": codec, "crf": crf, "preset": preset, "threads": threads}
+    settings = settings if format == "mp4" else {}
     return VideoWriter(path, fps, format, settings, dict(metadata or {}))
 
 
@@ -404,6 +416,10 @@ class _FfmpegSink:
             raise
         assert self.proc.stdin is not None
         self.pipe = self.proc.stdin
+        # A pipe that holds a whole frame: one write per frame instead of one per 64 KiB,
+        # each a round trip through the scheduler with ffmpeg's reader (Linux only).
+        with contextlib.suppress(AttributeError, OSError):  # kept at 64 KiB if refused
+            fcntl.fcntl(self.pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
     def send(self, frame: memoryview) -> None:
         sent = 0
@@ -576,9 +592,11 @@ class _Stream:
                     self.cond.wait()
                 if self.sent == len(self.pending) or self.error is not None:
                     return
-                buffer = self.pending[self.sent]
+                # Every queued frame at once: one hand-off and one look at the file per batch.
+                batch = list(itertools.islice(self.pending, self.sent, None))
             try:
-                self.sink.send(buffer.numpy().data.cast("B"))
+                for buffer in batch:
+                    self.sink.send(buffer.numpy().data.cast("B"))
                 written = self.sink.whole_frames()
             except BaseException as err:  # reported in the caller's thread
                 with self.cond:
@@ -586,7 +604,7 @@ class _Stream:
                     self.cond.notify_all()
                 return
             with self.cond:
-                self.sent += 1
+                self.sent += len(batch)
                 done = min(max(0, written - self.written), self.sent)
                 for _ in range(done):
                     self.pool.append(self.pending.popleft())
