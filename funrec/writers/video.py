@@ -72,6 +72,7 @@ def open_video(
     crf: int | None = 20,
     preset: str | None = "veryfast",
     metadata: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> VideoWriter:
     """Opens a video file for streaming writes.
 
@@ -91,10 +92,13 @@ def open_video(
       metadata: JSON-serialisable values stored in the sidecar under ``"metadata"``
         (e.g. source key, layout, skip, counts). ``writer.metadata`` can be
         updated until ``close()``.
+      size: ``(height, width)`` of the frames, when known: the partial file and
+        ffmpeg start now rather than at the first frame (e.g. before a jitted
+        scan that streams into the writer from a ``jax`` callback).
 
     Returns:
-      A :class:`VideoWriter`. Its partial file is created with the first frame; a
-      writer closed without frames leaves no file.
+      A :class:`VideoWriter`. Its partial file is created with the first frame (or
+      now, given ``size``); a writer closed without frames leaves no file.
 
     Example:
       >>> import torch
@@ -120,7 +124,16 @@ def open_video(
     # Fail now, not at the first frame, when the directory cannot be written.
     remove(temp_beside(path))
     settings = {"codec": codec, "crf": crf, "preset": preset} if format == "mp4" else {}
-    return VideoWriter(path, fps, format, settings, dict(metadata or {}))
+    writer = VideoWriter(path, fps, format, settings, dict(metadata or {}))
+    if size is not None:
+        if (
+            not isinstance(size, tuple | list)
+            or len(size) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)
+        ):
+            raise ValueError(f"{where}: size={size!r}; pass (height, width), two positive ints.")
+        writer._start(*size)
+    return writer
 
 
 class VideoWriter:
@@ -228,6 +241,12 @@ class VideoWriter:
             return self._final
         target = self.path if path is None else self._check_target(Path(path))
         stream = self._stream
+        if stream is not None and stream.taken == 0:  # started by open_video(size=...)
+            stream.abort()
+            assert self.partial is not None
+            remove(self.partial)
+            sidecar_path(self.partial).unlink(missing_ok=True)
+            self.partial = stream = None
         if stream is None:
             self._closed = True
             return None
@@ -276,6 +295,12 @@ class VideoWriter:
         height, width = batch.shape[2], batch.shape[3]
         if height == 0 or width == 0:
             raise ValueError(f"{str(self.path)!r}: empty frames of shape {tuple(frames.shape)}.")
+        if self.size is not None and (height, width) != self.size and not self.frames:
+            raise ValueError(
+                f"{str(self.path)!r}: frames of {height}x{width} (HxW, shape "
+                f"{tuple(frames.shape)}), but open_video(size={self.size}) fixed "
+                f"{self.size[0]}x{self.size[1]}; open it with the frames' size."
+            )
         if self.size is not None and (height, width) != self.size:
             raise ValueError(
                 f"{str(self.path)!r}: frame size changed from {self.size[0]}x{self.size[1]} to "
