@@ -138,9 +138,9 @@ def _write_frames(state: Any, writers: list[Any]) -> Any:
     if not direct or not all(isinstance(w, VideoWriter) for w in writers):
         return state
     dims = state.held.dim()
-    envs = jax.tree.map(lambda t: t.flatten(0, dims - 1).unbind(0), state) if dims else None
+    flat = jax.tree.map(lambda t: t.flatten(0, dims - 1), state) if dims else state
     for env, writer in enumerate(writers):
-        ring = state if envs is None else jax.tree.map(lambda ts, e=env: ts[e], envs)
+        ring = jax.tree.map(lambda t, e=env: t[e], flat) if dims else state
         writer.write(held_frames(ring, copy=False))
     return state._replace(held=torch.zeros_like(state.held))
 
