@@ -3,9 +3,9 @@
 Every decision (admission, overflow, counting, episode sums) is a rule of
 :mod:`funrec.rules`, evaluated on traced arrays; only the storage differs from
 the core: a state is a pytree of fixed-shape arrays, a ring ``[capacity, ...]``
-with an always-written slot index, so it can be a ``lax.scan`` carry and a
-``vmap`` operand. A step writes one slot, choosing between the new item and
-what the slot held with ``jnp.where``: it never rewrites the buffer.
+with a slot index and scalar counters, so it can be a ``lax.scan`` carry and a
+``vmap`` operand. A step writes one slot in place (see ``_put``): it never
+rewrites the buffer.
 """
 
 from __future__ import annotations
