@@ -50,7 +50,9 @@ def record(envs: int, steps: int, chunk: int, out: Path, max_steps: int = 16, se
         }
 
     out.mkdir(parents=True, exist_ok=True)
-    writers = [open_video(out / f"env{i}.mp4", fps=8) for i in range(envs)]
+    # The frame size, known before anything runs: each writer starts ffmpeg now, not inside JAX.
+    size = jax.eval_shape(env.reset, params, jax.random.key(0)).observation.shape[:2]
+    writers = [open_video(out / f"env{i}.mp4", fps=8, size=size) for i in range(envs)]
 
     def rollout(key):
         key, *reset_keys = jax.random.split(key, envs + 1)

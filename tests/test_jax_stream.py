@@ -99,3 +99,83 @@ def test_eager_write_drained_writes_and_drains(tmp_path):
         state = funrec_jax.write_drained(state, writer, when=False)
     assert int(state.held) == 0
     assert torch.equal(read_video(tmp_path / "clip.pt")[:, 0, 0, 0], torch.tensor([9]))
+
+
+def test_chunks_that_wrap_around_the_ring_keep_their_order(tmp_path):
+    # Every 3 steps into a ring of 4: the held frames start anywhere and wrap past its end.
+    rec = funrec_jax.frames(max_frames=4)
+    with open_video(tmp_path / "clip.pt") as writer:
+        state = run(rec, writer, steps=14, k=3)
+        write_drained(funrec_jax.export(state), writer)
+    assert read_video(tmp_path / "clip.pt")[:, 0, 0, 0].tolist() == list(range(14))
+
+
+def test_two_vmaps_stream_each_env_to_its_writer(tmp_path):
+    rec = funrec_jax.frames(max_frames=4)
+    writers = [open_video(tmp_path / f"env{e}.pt") for e in range(6)]
+
+    def body(state, t):
+        pixels = jnp.stack([jnp.stack([stamped(t, 3 * a + b) for b in range(3)]) for a in range(2)])
+        state = jax.vmap(jax.vmap(rec.step))(state, {"pixels": pixels})
+        return funrec_jax.write_drained(state, writers, when=t % 4 == 3), None
+
+    state = jax.vmap(jax.vmap(rec.init))({"pixels": jnp.zeros((2, 3, 6, 10, 3), jnp.uint8)})
+    jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(8))[0])(state)
+    for e, w in enumerate(writers):
+        w.close()
+        video = read_video(tmp_path / f"env{e}.pt")
+        assert video[:, 0, 0, 0].tolist() == list(range(8))
+        assert set(video[:, 1, 0, 0].tolist()) == {e}
+
+
+def test_frames_with_batch_dims_stream_as_the_cores_grid(tmp_path):
+    # One state recording [2, H, W, 3] frames (no vmap): the core tiles them side by side.
+    rec = funrec_jax.frames(max_frames=4)
+
+    def body(state, t):
+        pixels = jnp.stack([stamped(t, 0), stamped(t, 1)])
+        return funrec_jax.write_drained(
+            rec.step(state, {"pixels": pixels}), w, when=t % 2 == 1
+        ), None
+
+    with open_video(tmp_path / "grid.pt") as w:
+        state = rec.init({"pixels": jnp.zeros((2, 6, 10, 3), jnp.uint8)})
+        jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(4))[0])(state)
+    video = read_video(tmp_path / "grid.pt")
+    eager = funrec.clip(
+        [
+            torch.stack([torch.tensor(jax.device_get(stamped(t, e))) for e in (0, 1)]).movedim(
+                -1, -3
+            )
+            for t in range(4)
+        ]
+    )
+    assert torch.equal(video, eager)
+
+
+def test_a_writer_opened_with_its_size_starts_before_the_scan(tmp_path):
+    rec = funrec_jax.frames(max_frames=4)
+    with open_video(tmp_path / "clip.mp4", size=(6, 10)) as writer:
+        assert writer.partial is not None and writer.partial.exists()  # ffmpeg runs already
+        ffmpeg = writer._stream.sink.proc
+        run(rec, writer, steps=8, k=4)
+        assert writer._stream.sink.proc is ffmpeg  # the callback did not start another
+    video = read_video(tmp_path / "clip.mp4")
+    assert len(video) == 8
+    red = video[:, 0].float().mean(dim=(1, 2))  # lossy: the stamps, to within the codec's error
+    assert (red - torch.arange(8.0)).abs().max() < 3
+
+
+def test_a_writer_opened_with_its_size_and_left_empty_leaves_no_file(tmp_path):
+    writer = open_video(tmp_path / "clip.mp4", size=(6, 10))
+    partial = writer.partial
+    assert writer.close() is None
+    assert sorted(tmp_path.iterdir()) == [] and not partial.exists()
+
+
+def test_frames_of_another_size_than_the_writer_was_opened_with_are_refused(tmp_path):
+    with open_video(tmp_path / "clip.pt", size=(8, 8)) as writer:
+        with pytest.raises(ValueError, match=r"open_video\(size=\(8, 8\)\) fixed 8x8"):
+            writer.write(torch.zeros(1, 3, 6, 10, dtype=torch.uint8))
+        writer.write(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))  # the writer stays usable
+    assert read_video(tmp_path / "clip.pt").shape == (2, 3, 8, 8)

@@ -128,13 +128,34 @@ def _export(state: Any, env: int) -> Any:
     raise RecorderError(f"funrec_jax.export(): cannot export {type(state).__name__}.")
 
 
-def _held(ring: torch.Tensor, slot: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
-    """A copy of the items a ring holds, oldest first: one or two straight slices."""
+def _held(
+    ring: torch.Tensor, slot: torch.Tensor, held: torch.Tensor, copy: bool = True
+) -> torch.Tensor:
+    """The items a ring holds, oldest first: one or two straight slices.
+
+    A copy, or with ``copy=False`` a view of ``ring`` when they lie in one slice.
+    """
     capacity, held = ring.shape[0], int(held)
     start = (int(slot) - held) % capacity
     if start + held <= capacity:
-        return ring[start : start + held].clone()
+        items = ring[start : start + held]
+        return items.clone() if copy else items
     return torch.cat([ring[start:], ring[: start + held - capacity]])
+
+
+def held_frames(state: FramesState, copy: bool = True) -> torch.Tensor:
+    """The frames a ring (of torch views) holds, oldest first, as uint8 ``[T, *batch, 3, H, W]``.
+
+    With ``copy=False`` the result may be a view of the ring: write it to a
+    writer (which copies) before the ring's buffer goes away.
+    """
+    frames = _held(state.items, state.next, state.held, copy)
+    order = state.layout.order
+    if order == "HW":
+        frames = frames.unsqueeze(-1)
+    if order != "CHW":
+        frames = frames.movedim(-1, -3)  # channels-last in memory, as the core holds them
+    return frames.expand((*frames.shape[:-3], 3, *frames.shape[-2:]))
 
 
 def _counts(counts: funrec.Counts) -> funrec.Counts:
@@ -143,16 +164,9 @@ def _counts(counts: funrec.Counts) -> funrec.Counts:
 
 @_export.register
 def _(state: FramesState, env: int) -> funrec.FramesState:
-    frames = _held(state.items, state.next, state.held)
-    order = state.layout.order
-    if order == "HW":
-        frames = frames.unsqueeze(-1)
-    if order != "CHW":
-        frames = frames.movedim(-1, -3)  # channels-last in memory, as the core holds them
-    shape = (*frames.shape[:-3], 3, *frames.shape[-2:])
     scale = int(state.scale)
     return funrec.FramesState(
-        items=Queue.of(frames.expand(shape).unbind(0)),
+        items=Queue.of(held_frames(state).unbind(0)),
         counts=_counts(state.counts),
         layout=dataclasses.replace(state.layout, scale=scale) if scale else None,
         nonfinite=int(state.nonfinite),

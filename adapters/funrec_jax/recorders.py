@@ -3,9 +3,9 @@
 Every decision (admission, overflow, counting, episode sums) is a rule of
 :mod:`funrec.rules`, evaluated on traced arrays; only the storage differs from
 the core: a state is a pytree of fixed-shape arrays, a ring ``[capacity, ...]``
-with an always-written slot index, so it can be a ``lax.scan`` carry and a
-``vmap`` operand. A step writes one slot, choosing between the new item and
-what the slot held with ``jnp.where``: it never rewrites the buffer.
+with a slot index and scalar counters, so it can be a ``lax.scan`` carry and a
+``vmap`` operand. A step writes one slot in place (see ``_put``): it never
+rewrites the buffer.
 """
 
 from __future__ import annotations
@@ -461,8 +461,9 @@ def _put(
 ) -> tuple[Any, jax.Array, jax.Array]:
     """Writes ``value`` at ``slot`` of every ring where ``write``, else what it held.
 
-    The slot is always written (one item, never the buffer): under ``vmap`` a
-    ``lax.cond`` around the write would become a select over the whole buffer.
+    One item is written, never the buffer: under ``vmap`` a ``lax.cond`` around
+    the write would become a select over the whole buffer, so a batched write is
+    a loop of one in-place slot write per env (``_write_slots``).
     """
     capacity = jax.tree.leaves(items)[0].shape[0]
     write = jnp.asarray(write)
@@ -476,9 +477,14 @@ def _put(
 
 @custom_vmap
 def _write_slot(ring: jax.Array, slot: jax.Array, new: jax.Array, write: jax.Array) -> jax.Array:
-    """``ring`` with ``new`` at ``slot`` where ``write``, else the slot's own item, rewritten."""
-    old = lax.dynamic_index_in_dim(ring, slot, 0, keepdims=False)
-    return lax.dynamic_update_index_in_dim(ring, jnp.where(write, new, old), slot, 0)
+    """``ring`` with ``new`` at ``slot`` where ``write``, else ``ring`` untouched.
+
+    One env's ring: the ``lax.cond`` is a real branch around an in-place write
+    (a ``jnp.where`` against the slot's old item would copy that item out first).
+    """
+    return lax.cond(
+        write, lambda r: lax.dynamic_update_index_in_dim(r, new, slot, 0), lambda r: r, ring
+    )
 
 
 @_write_slot.def_vmap

@@ -8,14 +8,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import torch
 from jax import lax
 from jax.experimental import io_callback
 
-from funrec.combinators import NamedState
+from funrec.combinators import GateState, NamedState
 from funrec.errors import RecorderError
 from funrec.views import drain as core_drain
-from funrec_jax.export import batch_shape, export
-from funrec_jax.recorders import RING_STATES
+from funrec_jax._arrays import as_torch_view
+from funrec_jax.export import batch_shape, export, held_frames
+from funrec_jax.recorders import RING_STATES, FramesState
 
 
 def drain(state: Any, when: Any = True) -> Any:
@@ -92,7 +94,9 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
     def send(host_state: Any) -> None:
         from funrec.writers import write_drained as write_core
 
-        core = export(host_state, strict=False)
+        views = jax.tree.map(as_torch_view, host_state)
+        rest = _write_frames(views, list(writer) if envs is not None else [writer])
+        core = export(rest, strict=False)  # counts, layout and non-frame items: the core's way
         if type(core) is tuple:  # one state per env (core states are NamedTuples)
             for env_state, env_writer in zip(_flat(core), writer, strict=True):
                 write_core(env_state, env_writer)
@@ -105,6 +109,40 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
     if names is None:
         return drain(state, when)
     return NamedState([(n, drain(s, when) if n in names else s) for n, s in state.items()])
+
+
+def _write_frames(state: Any, writers: list[Any]) -> Any:
+    """Hands the frames of every ring with a video writer straight to it; returns them emptied.
+
+    ``state`` holds torch views of the callback's buffers and ``writers`` one
+    entry per env (one for an unbatched state). A ring's frames go to the writer
+    as one view of the ring, so the writer's own copy is the only one on the
+    host (the core's path would copy them out, then stack them). Frames with
+    batch dims of their own are left to the core, which tiles them into a grid.
+    """
+    from funrec.writers import VideoWriter
+
+    if isinstance(state, NamedState) and isinstance(writers[0], Mapping):
+        return NamedState(
+            [
+                (
+                    name,
+                    _write_frames(sub, [w[name] for w in writers]) if name in writers[0] else sub,
+                )
+                for name, sub in state.items()
+            ]
+        )
+    if isinstance(state, GateState):
+        return state._replace(inner=_write_frames(state.inner, writers))
+    direct = isinstance(state, FramesState) and not state.layout.batch_shape
+    if not direct or not all(isinstance(w, VideoWriter) for w in writers):
+        return state
+    dims = state.held.dim()
+    flat = jax.tree.map(lambda t: t.flatten(0, dims - 1), state) if dims else state
+    for env, writer in enumerate(writers):
+        ring = jax.tree.map(lambda t, e=env: t[e], flat) if dims else state
+        writer.write(held_frames(ring, copy=False))
+    return state._replace(held=torch.zeros_like(state.held))
 
 
 def _check_per_env(writer: Any, envs: int) -> None:

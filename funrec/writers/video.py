@@ -76,6 +76,7 @@ def open_video(
     preset: str | None = "ultrafast",
     threads: int | None = 1,
     metadata: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> VideoWriter:
     """Opens a video file for streaming writes.
 
@@ -98,10 +99,13 @@ def open_video(
       metadata: JSON-serialisable values stored in the sidecar under ``"metadata"``
         (e.g. source key, layout, skip, counts). ``writer.metadata`` can be
         updated until ``close()``.
+      size: ``(height, width)`` of the frames, when known: the partial file and
+        ffmpeg start now rather than at the first frame (e.g. before a jitted
+        scan that streams into the writer from a ``jax`` callback).
 
     Returns:
-      A :class:`VideoWriter`. Its partial file is created with the first frame; a
-      writer closed without frames leaves no file.
+      A :class:`VideoWriter`. Its partial file is created with the first frame (or
+      now, given ``size``); a writer closed without frames leaves no file.
 
     Example:
       >>> import torch
@@ -130,9 +134,18 @@ def open_video(
         raise ValueError(
             f"{where}: threads={threads!r}; use an int >= 0 (0 or None: the encoder decides)."
         )
+    if size is not None and (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)
+    ):
+        raise ValueError(f"{where}: size={size!r}; pass (height, width), two positive ints.")
     settings = {"codec": codec, "crf": crf, "preset": preset, "threads": threads}
     settings = settings if format == "mp4" else {}
-    return VideoWriter(path, fps, format, settings, dict(metadata or {}))
+    writer = VideoWriter(path, fps, format, settings, dict(metadata or {}))
+    if size is not None:
+        writer._start(*size)
+    return writer
 
 
 class VideoWriter:
@@ -240,6 +253,12 @@ class VideoWriter:
             return self._final
         target = self.path if path is None else self._check_target(Path(path))
         stream = self._stream
+        if stream is not None and stream.taken == 0:  # started by open_video(size=...)
+            stream.abort()
+            assert self.partial is not None
+            remove(self.partial)
+            sidecar_path(self.partial).unlink(missing_ok=True)
+            self.partial = stream = None
         if stream is None:
             self._closed = True
             return None
@@ -288,6 +307,12 @@ class VideoWriter:
         height, width = batch.shape[2], batch.shape[3]
         if height == 0 or width == 0:
             raise ValueError(f"{str(self.path)!r}: empty frames of shape {tuple(frames.shape)}.")
+        if self.size is not None and (height, width) != self.size and not self.frames:
+            raise ValueError(
+                f"{str(self.path)!r}: frames of {height}x{width} (HxW, shape "
+                f"{tuple(frames.shape)}), but open_video(size={self.size}) fixed "
+                f"{self.size[0]}x{self.size[1]}; open it with the frames' size."
+            )
         if self.size is not None and (height, width) != self.size:
             raise ValueError(
                 f"{str(self.path)!r}: frame size changed from {self.size[0]}x{self.size[1]} to "
