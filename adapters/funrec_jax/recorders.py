@@ -22,7 +22,15 @@ from jax.custom_batching import custom_vmap
 
 from funrec import rules
 from funrec.errors import RecorderError
-from funrec.layout import Layout, LayoutError, scale_warning
+from funrec.layout import (
+    Layout,
+    LayoutError,
+    count_out_of_range,
+    first_scale,
+    in_range,
+    scale_warning,
+    to_uint8,
+)
 from funrec.recorder import Counts
 from funrec.recorders import Episode
 from funrec_jax._arrays import Key, check_fits, int32, is_concrete, layout_of, leaf_keys, read
@@ -220,13 +228,13 @@ def frames(
         rgb = _drop_alpha(x, lay)
         admission = rules.admit(state.held, max_frames, overflow)
         attempt = active & admission.record
-        bad = attempt & (_in_range(rgb) ^ True)
+        bad = attempt & (in_range(rgb) ^ True)
         write = attempt & (bad ^ True)
         full = active & admission.full
-        scale = rules.pick(write & (state.scale == 0), _first_scale(x), state.scale)
-        nonfinite, clipped = _out_of_range(x, scale)
+        scale = rules.pick(write & (state.scale == 0), first_scale(x), state.scale)
+        nonfinite, clipped = count_out_of_range(x, scale)
         items, nxt, held = _put(
-            state.items, state.next, state.held, _uint8(rgb, scale), write, admission.evict
+            state.items, state.next, state.held, to_uint8(rgb, scale), write, admission.evict
         )
         return FramesState(
             items,
@@ -540,52 +548,3 @@ def _drop_alpha(x: jax.Array, layout: Layout) -> jax.Array:
     if layout.channels != 4:
         return x
     return x[..., :3] if layout.order == "HWC" else x[..., :3, :, :]
-
-
-def _is_float(x: jax.Array) -> bool:
-    return jnp.issubdtype(x.dtype, jnp.floating)
-
-
-def _in_range(x: jax.Array) -> jax.Array:
-    """Integer frames must lie in [0, 255] (what the core's normalize raises on)."""
-    if x.dtype in (jnp.uint8, jnp.bool_) or _is_float(x):
-        return jnp.asarray(True)
-    low = jnp.all(x >= 0) if jnp.issubdtype(x.dtype, jnp.signedinteger) else True
-    return low & jnp.all(x <= 255)
-
-
-def _first_scale(x: jax.Array) -> jax.Array:
-    """The scale the core's layout rule gives a stream from its first frame."""
-    if x.dtype == jnp.bool_:
-        return int32(255)
-    if not _is_float(x):
-        return int32(1)
-    largest = jnp.max(jnp.where(jnp.isfinite(x), x, -jnp.inf).astype(jnp.float32))
-    return jnp.where(largest <= 1, 255, 1).astype(jnp.int32)
-
-
-def _work(x: jax.Array, scale: jax.Array) -> jax.Array:
-    dtype = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
-    return x.astype(dtype) * scale.astype(dtype)
-
-
-def _out_of_range(x: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(nonfinite, clipped)`` value counts of a float frame, as the core counts them."""
-    if not _is_float(x):
-        return int32(), int32()
-    finite = jnp.isfinite(x)
-    scaled = _work(x, scale)
-    clipped = finite & ((scaled < 0) | (scaled > 255))
-    return jnp.sum(finite ^ True, dtype=jnp.int32), jnp.sum(clipped, dtype=jnp.int32)
-
-
-def _uint8(x: jax.Array, scale: jax.Array) -> jax.Array:
-    """A frame's values as uint8, the way the core's normalize maps them."""
-    if x.dtype == jnp.uint8:
-        return x
-    if x.dtype == jnp.bool_:
-        return jnp.where(x, 255, 0).astype(jnp.uint8)
-    if not _is_float(x):
-        return jnp.clip(x, 0, 255).astype(jnp.uint8)
-    work = jnp.nan_to_num(_work(x, scale), nan=0.0)
-    return jnp.clip(jnp.round(work), 0, 255).astype(jnp.uint8)
