@@ -33,7 +33,17 @@ from funrec.layout import (
 )
 from funrec.recorder import Counts
 from funrec.recorders import Episode
-from funrec_jax._arrays import Key, check_fits, int32, is_concrete, layout_of, leaf_keys, read
+from funrec_jax._arrays import (
+    Key,
+    check_fits,
+    done_flags,
+    done_keys,
+    int32,
+    is_concrete,
+    layout_of,
+    leaf_keys,
+    read,
+)
 
 State = Any
 
@@ -131,7 +141,7 @@ class EpisodeStatsState(NamedTuple):
         running_length: int32 ``[n]``, its steps so far.
         refused: what the core would have raised on, counted.
         reward_key: the key of the reward (static).
-        done_key: the key of the done flag (static).
+        done_keys: the done keys of the stream (static), decided by ``init``.
     """
 
     items: Episode
@@ -142,7 +152,7 @@ class EpisodeStatsState(NamedTuple):
     running_length: jax.Array
     refused: Refused
     reward_key: Key
-    done_key: Key
+    done_keys: tuple[Key, ...]
 
 
 def _register_static_last(cls: type, n: int = 1) -> None:
@@ -343,7 +353,7 @@ def tensordicts(
 
 def episode_stats(
     reward_key: Key = ("next", "reward"),
-    done_key: Key = ("next", "done"),
+    done_key: Key | None = None,
     *,
     max_episodes: int = 1024,
     overflow: str = "drop_newest",
@@ -356,7 +366,9 @@ def episode_stats(
 
     Args:
         reward_key: the key of the reward, shaped ``[*batch]`` or ``[*batch, 1]``.
-        done_key: the key of the done flag, with one value per sub-env like the reward.
+        done_key: the done key to read; None reads every done key of the example
+            (:func:`funrec.rules.done_paths`: each leaf named ``"done"``, under
+            ``"next"`` when there is one), each ``[*batch]`` or ``[*batch, ...]``.
         max_episodes: the capacity of the episode ring (static).
         overflow: ``"drop_newest"``, ``"drop_oldest"`` or ``"error"``, as in the core.
 
@@ -376,20 +388,15 @@ def episode_stats(
     _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
-    def envs(data: Any) -> int:
-        """The number of sub-envs, from the static shapes of the reward and done flag."""
-        reward, done = read(data, reward_key, who), read(data, done_key, who)
-        n, m = math.prod(jnp.shape(reward)), math.prod(jnp.shape(done))
-        if n != m:
-            raise RecorderError(
-                f"{who}: key {reward_key!r} has shape {jnp.shape(reward)} and key {done_key!r} "
-                f"has shape {jnp.shape(done)}; record one reward and one done flag per sub-env "
-                "(shape [*batch] or [*batch, 1])."
-            )
-        return n
+    def batch(data: Any) -> tuple[int, ...]:
+        """The batch shape of a step: the reward's shape, ``[*batch]`` or ``[*batch, 1]``."""
+        shape = jnp.shape(read(data, reward_key, who))
+        return shape[:-1] if shape[-1:] == (1,) else shape
 
     def init(example: Any) -> EpisodeStatsState:
-        n = envs(example)
+        n = math.prod(batch(example))
+        keys = (done_key,) if done_key is not None else done_keys(example, who)
+        done_flags(example, keys, batch(example), who)  # shapes checked at trace time
         return EpisodeStatsState(
             items=Episode(
                 env=jnp.zeros(max_episodes, jnp.int32),
@@ -403,18 +410,19 @@ def episode_stats(
             running_length=jnp.zeros(n, jnp.int32),
             refused=Refused(int32(), int32()),
             reward_key=reward_key,
-            done_key=done_key,
+            done_keys=keys,
         )
 
     def step(state: EpisodeStatsState, data: Any, active: Any = True) -> EpisodeStatsState:
-        n = envs(data)
+        shape = batch(data)
+        n = math.prod(shape)
         if n != state.running_reward.shape[0]:
             raise RecorderError(
                 f"{who}: got {n} sub-envs, but this stream started with "
                 f"{state.running_reward.shape[0]}. Use one state per batch size."
             )
         rewards = jnp.asarray(read(data, reward_key, who)).reshape(n)
-        dones = jnp.asarray(read(data, done_key, who)).reshape(n).astype(bool)
+        dones = done_flags(data, state.done_keys, shape, who).reshape(n)
         items, nxt, held, counts = state.items, state.next, state.held, state.counts
         full = jnp.asarray(False)
         totals, lengths = [], []
@@ -443,7 +451,7 @@ def episode_stats(
             jnp.stack(lengths).astype(jnp.int32),
             state.refused,
             reward_key,
-            done_key,
+            state.done_keys,
         )
         kept = jax.tree.map(lambda a, b: jnp.where(took, a, b), new, state)
         return kept._replace(
