@@ -26,7 +26,7 @@ from funrec.combinators import (
 from funrec.errors import BufferFullError, MissingKeyError, RecorderError
 from funrec.images import center_crop, clip, grid, resize, stack_frames
 from funrec.layout import Layout, LayoutError
-from funrec.merge import merge
+from funrec.merge import merge, with_origin
 from funrec.recorder import Counts, Recorder, Stage, fold
 from funrec.recorders import (
     Episode,
@@ -84,5 +84,6 @@ __all__ = [
     "trajectory",
     "video",
     "when",
+    "with_origin",
 ]
 

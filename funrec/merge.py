@@ -2,12 +2,13 @@
 
 Fold where the data is (a worker, a process, a machine), ship the small state,
 and ``merge`` it with the others: ``init()`` is the identity, counts add,
-finished episodes concatenate (``a``'s first) and keep their ``origin``, and
-running values of unfinished episodes are kept side by side. Streams whose
-items are in time order — frames and TensorDict steps — are never
-interleaved: merging two states that both hold such items raises, so keep
-them apart under different names of a ``named`` state (whose merge is the
-union of its names) or drain each to its own file where it was recorded.
+finished episodes concatenate (``a``'s first) and keep their ``origin`` (mark
+each worker's state with :func:`with_origin` before merging), and running
+values of unfinished episodes are kept side by side. Streams whose items are in
+time order — frames and TensorDict steps — are never interleaved: merging two
+states that both hold such items raises, so keep them apart under different
+names of a ``named`` state (whose merge is the union of its names) or drain
+each to its own file where it was recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from funrec._queue import Queue
 from funrec.combinators import GateState, NamedState
 from funrec.errors import RecorderError
 from funrec.recorder import Counts, State
@@ -129,3 +131,65 @@ def _(a: NamedState, b: State) -> NamedState:
     for name, state in b.items():
         merged[name] = merge(merged[name], state) if name in merged else state
     return NamedState(merged)
+
+
+@functools.singledispatch
+def with_origin(state: State, origin: str) -> State:
+    """Marks every finished episode a state holds as recorded at ``origin``.
+
+    Mark each worker's state before :func:`merge`, so that the merged episodes
+    still say which worker each came from (``Episode.env`` is a sub-env index
+    inside its worker). An episode marked already keeps its mark under the new
+    one: marking a node's merged state ``"node1"`` turns ``"worker0"`` into
+    ``"node1/worker0"``. States that hold no episodes come back unchanged;
+    a state type of your own that holds episodes registers with
+    ``@funrec.with_origin.register``.
+
+    Args:
+        state: a state, through any nesting of gates and ``named``.
+        origin: a non-empty name, e.g. ``"worker1"`` or ``"host-pid"``.
+
+    Returns:
+        The state with each held ``Episode``'s ``origin`` set.
+
+    Example:
+        >>> import funrec
+        >>> from funrec import Episode, EpisodeStatsState, Queue
+        >>> state = EpisodeStatsState(Queue.of([Episode(0, 3.0, 3)]))
+        >>> funrec.episodes(funrec.with_origin(state, "worker1"))
+        (Episode(env=0, total_reward=3.0, length=3, origin='worker1'),)
+    """
+    _check_origin(origin)
+    return state
+
+
+@with_origin.register
+def _(state: EpisodeStatsState, origin: str) -> EpisodeStatsState:
+    _check_origin(origin)
+    # the unmarked share one string, which pickling stores once
+    marked = (e._replace(origin=_under(origin, e.origin)) for e in state.items)
+    return state._replace(items=Queue.of(marked))
+
+
+@with_origin.register
+def _(state: GateState, origin: str) -> GateState:
+    _check_origin(origin)
+    return state._replace(inner=with_origin(state.inner, origin))
+
+
+@with_origin.register
+def _(state: NamedState, origin: str) -> NamedState:
+    _check_origin(origin)
+    return NamedState({name: with_origin(s, origin) for name, s in state.items()})
+
+
+def _under(origin: str, inner: str) -> str:
+    return f"{origin}/{inner}" if inner else origin
+
+
+def _check_origin(origin: object) -> None:
+    if not isinstance(origin, str) or not origin:
+        raise RecorderError(
+            f"with_origin(origin={origin!r}): pass a non-empty string naming where the "
+            'state was recorded, e.g. "worker1".'
+        )

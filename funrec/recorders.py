@@ -73,11 +73,21 @@ class Episode(NamedTuple):
         env: flat index of the sub-environment in the batch (0 when unbatched).
         total_reward: the sum of the episode's rewards (its undiscounted return).
         length: the number of steps of the episode.
+        origin: where it was recorded, e.g. ``"worker1"``: ``""`` in the process
+            that folded it, until :func:`funrec.with_origin` marks it (as
+            ``funrec_torchrl.gather`` does for each worker) so that episodes
+            merged from many workers stay apart.
     """
 
     env: int
     total_reward: float
     length: int
+    origin: str = ""
+
+    def __repr__(self) -> str:
+        origin = f", origin={self.origin!r}" if self.origin else ""  # shown once marked
+        fields = f"env={self.env}, total_reward={self.total_reward}, length={self.length}"
+        return f"Episode({fields}{origin})"
 
 
 class EpisodeStatsState(NamedTuple):

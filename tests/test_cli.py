@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import struct
@@ -21,6 +22,7 @@ import psutil
 import pytest
 import torch
 from funrec_cli import sheet
+from funrec_cli.errors import CliError
 from funrec_cli.inspection import describe, render
 from PIL import Image
 
@@ -242,6 +244,8 @@ def test_inspect_marks_what_a_killed_writer_left_incomplete(tmp_path):
     psutil.wait_procs(ffmpeg, timeout=120)  # ffmpeg finishes the stream it was given
     assert not (tmp_path / "clip.mp4").exists()  # never half-written: the partial holds it
     [partial] = partials(tmp_path / "clip.mp4")
+    with pytest.raises(CliError, match=f"frames are in .*funrec inspect {re.escape(str(partial))}"):
+        describe(tmp_path / "clip.mp4")  # the target is missing: the error names the partial
     video = describe(partial)
     assert video["complete"] is False and video["frames"] == 42  # decoded, not from the sidecar
     assert "incomplete" in render(video)

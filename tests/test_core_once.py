@@ -347,6 +347,59 @@ def test_init_with_an_example_fixes_the_structure_for_good():
         assert structure(state) == before
 
 
+# -- merged episodes keep their origin -------------------------------------------------
+
+
+def episode_steps(dones: list[bool], reward: float) -> list[TensorDict]:
+    """One sub-env's transitions: ``reward`` each step, done where ``dones`` says."""
+    return [
+        TensorDict({"next": {"reward": torch.tensor([reward]), "done": torch.tensor([d])}})
+        for d in dones
+    ]
+
+
+@given(st.lists(st.lists(st.booleans(), max_size=12), min_size=1, max_size=4))
+def test_merged_episodes_say_which_worker_each_came_from(workers):
+    """Worker w's reward is w + 1: every merged episode's return matches its origin."""
+    rec = funrec.named(stats=funrec.every(1, funrec.episode_stats()))
+    folds = [funrec.fold(rec, episode_steps(d, w + 1.0)) for w, d in enumerate(workers)]
+    marked = [funrec.with_origin(f, f"worker{w}") for w, f in enumerate(folds)]
+    merged = marked[0]
+    for state in marked[1:]:
+        merged = funrec.merge(merged, state)
+    episodes = funrec.episodes(merged["stats"])
+    # the documented rule: each worker's episodes, in worker order, marked with it
+    assert episodes == tuple(
+        e._replace(origin=f"worker{w}")
+        for w, f in enumerate(folds)
+        for e in funrec.episodes(f["stats"])
+    )
+    for e in episodes:
+        assert e.total_reward == e.length * (int(e.origin.removeprefix("worker")) + 1)
+    assert funrec.counts(merged)["stats"].recorded == sum(map(sum, workers))
+
+
+def test_marking_a_merged_state_again_keeps_the_workers_under_the_node():
+    rec = funrec.episode_stats()
+    state = funrec.with_origin(funrec.fold(rec, episode_steps([False, True], 1.0)), "worker0")
+    node = funrec.with_origin(state, "node1")
+    assert funrec.episodes(node) == (funrec.Episode(0, 2.0, 2, "node1/worker0"),)
+    assert funrec.episodes(funrec.fold(rec, episode_steps([True], 1.0)))[0].origin == ""
+    assert pickle.loads(pickle.dumps(node)) == node
+
+
+@pytest.mark.parametrize("origin", ["", None, 3])
+def test_a_bad_origin_fails_even_for_a_state_without_episodes(origin):
+    for state in (funrec.frames().init(), funrec.episode_stats().init()):
+        with pytest.raises(RecorderError, match="with_origin"):
+            funrec.with_origin(state, origin)
+
+
+def test_states_without_episodes_are_not_changed_by_an_origin():
+    state = funrec.fold(funrec.frames(), pixel_steps(3))
+    assert funrec.with_origin(state, "worker0") is state
+
+
 # -- the core stays pure ----------------------------------------------------------------
 
 

@@ -111,7 +111,10 @@ def test_sync_workers_record_what_the_main_loop_receives(tmp_path):
     assert sorted(result.workers) == [0, 1]
     for w, worker in result.workers.items():
         assert (worker.worker, worker.label, worker.batches) == (w, f"worker{w}", batches)
-        assert funrec.episodes(worker.state["stats"]) == funrec.episodes(main[w])
+        # the same episodes as the main-process fold, each marked with its worker
+        assert funrec.episodes(worker.state["stats"]) == funrec.episodes(
+            funrec.with_origin(main[w], f"worker{w}")
+        )
         assert worker.state["stats"].running_reward == main[w].running_reward
         n = steps * batches
         assert funrec.counts(worker.state)["video"] == Counts(n, n, 0, 0)
@@ -133,7 +136,11 @@ def test_sync_workers_record_what_the_main_loop_receives(tmp_path):
         assert frames == meta["counts"]["recorded"] == n + dones[w] + 1
     both = merged([result.workers[0].state, result.workers[1].state])
     assert result.state == both
-    assert funrec.episodes(result.state["stats"]) == funrec.episodes(merged(main))
+    marked = [funrec.with_origin(main[w], f"worker{w}") for w in range(2)]
+    assert funrec.episodes(result.state["stats"]) == funrec.episodes(merged(marked))
+    # merged, the episodes still say which worker they came from, worker 0's first
+    origins = [e.origin for e in funrec.episodes(result.state["stats"])]
+    assert origins == sorted(origins) and set(origins) == {"worker0", "worker1"}, origins
 
     # what travels: the state, not the frames
     sizes = [len(pickle.dumps(w)) for w in result.workers.values()]
@@ -168,7 +175,8 @@ def test_async_workers_run_ahead_of_the_main_loop():
         if worker.batches == len(received[w]) + 1:  # no batch dropped in between:
             # what the loop received is a prefix of what the worker recorded
             ahead = funrec.episodes(worker.state)
-            assert ahead[: len(funrec.episodes(main))] == funrec.episodes(main)
+            expected = funrec.episodes(funrec.with_origin(main, f"worker{w}"))
+            assert ahead[: len(expected)] == expected
     assert len(funrec.episodes(result.state)) == sum(
         len(funrec.episodes(w.state)) for w in result.workers.values()
     )
@@ -310,6 +318,7 @@ def test_a_single_process_collector_is_gathered_directly(tmp_path):
     result = gather(collector)
     collector.shutdown()
     (worker,) = result.workers.values()
+    main = funrec.with_origin(main, worker.label)
     assert worker.batches == 3 and funrec.episodes(worker.state["stats"]) == funrec.episodes(main)
     assert worker.label.endswith(f"-{os.getpid()}")  # no worker index in the main process
     assert len(read_video(worker.files[0])) == 15

@@ -85,6 +85,7 @@ def test_ray_sync_workers_record_what_the_main_loop_receives(local_ray):
     labels = set()
     for w, worker in result.workers.items():
         assert worker.batches == batches
+        main[w] = funrec.with_origin(main[w], worker.label)
         assert funrec.episodes(worker.state) == funrec.episodes(main[w])
         assert worker.state.running_reward == main[w].running_reward
         labels.add(worker.label)  # "<host>-<pid>": an actor does not know its index

@@ -32,7 +32,6 @@ from funrec.layout import (
     to_uint8,
 )
 from funrec.recorder import Counts
-from funrec.recorders import Episode
 from funrec_jax._arrays import (
     Key,
     check_fits,
@@ -129,11 +128,23 @@ class TensorDictsState(NamedTuple):
     batch_dims: int
 
 
+class EpisodeRing(NamedTuple):
+    """Finished episodes as arrays ``[capacity]``: the numeric fields of :class:`funrec.Episode`.
+
+    (An episode's ``origin`` is a string, which a pytree cannot carry; ``export``
+    gives core episodes, which :func:`funrec.with_origin` marks.)
+    """
+
+    env: jax.Array
+    total_reward: jax.Array
+    length: jax.Array
+
+
 class EpisodeStatsState(NamedTuple):
     """State of :func:`episode_stats`: a ring of finished episodes and running sums.
 
     Attributes:
-        items: an :class:`funrec.Episode` of arrays ``[capacity]``.
+        items: an :class:`EpisodeRing`.
         next: the slot the next episode is written to.
         held: how many episodes the ring holds.
         counts: :class:`funrec.Counts` of finished episodes.
@@ -144,7 +155,7 @@ class EpisodeStatsState(NamedTuple):
         done_keys: the done keys of the stream (static), decided by ``init``.
     """
 
-    items: Episode
+    items: EpisodeRing
     next: jax.Array
     held: jax.Array
     counts: Counts
@@ -398,7 +409,7 @@ def episode_stats(
         keys = (done_key,) if done_key is not None else done_keys(example, who)
         done_flags(example, keys, batch(example), who)  # shapes checked at trace time
         return EpisodeStatsState(
-            items=Episode(
+            items=EpisodeRing(
                 env=jnp.zeros(max_episodes, jnp.int32),
                 total_reward=jnp.zeros(max_episodes, jnp.float32),
                 length=jnp.zeros(max_episodes, jnp.int32),
@@ -432,7 +443,7 @@ def episode_stats(
             )
             ended = dones[env]
             admission = rules.admit(held, max_episodes, overflow)
-            episode = Episode(int32(env), ended_total.astype(jnp.float32), ended_length)
+            episode = EpisodeRing(int32(env), ended_total.astype(jnp.float32), ended_length)
             write = ended & admission.record
             items, nxt, held = _put(items, nxt, held, episode, write, admission.evict)
             counts = _count(counts, admission, ended)

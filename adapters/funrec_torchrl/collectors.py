@@ -42,7 +42,8 @@ class WorkerState(NamedTuple):
         worker: the worker's index in the collector.
         label: the name its files carry: ``"worker<i>"``, or ``"<host>-<pid>"``
             for a worker that does not know its index (a Ray actor).
-        state: its funrec state; frames already streamed to ``files`` are not in it.
+        state: its funrec state, its episodes marked with ``label`` as their
+            ``origin``; frames already streamed to ``files`` are not in it.
         batches: the batches its hook folded.
         files: the video files it wrote (finished by ``gather(finish=True)``).
         recovered: True when the worker was gone and ``state`` is its last
@@ -61,7 +62,8 @@ class Gathered(NamedTuple):
     """The result of :func:`gather`.
 
     Attributes:
-        state: ``funrec.merge`` of every worker state, in worker order (the
+        state: ``funrec.merge`` of every worker state, in worker order, each
+            episode's ``origin`` naming its worker's label (the
             recorder's ``init()`` when none answered; None if the hooks were
             given per Ray worker and none answered).
         workers: worker index -> :class:`WorkerState`, for each worker heard from
@@ -181,7 +183,8 @@ class CollectorRecorder:
             self._finished.extend(str(w.path) for w in self._writers.values() if w.frames)
             self._writers = {}
         files = (*self._finished, *(str(w.path) for w in self._writers.values() if w.frames))
-        return WorkerState(worker, self.label, self.state, self.batches, files)
+        state = funrec.with_origin(self.state, self.label)
+        return WorkerState(worker, self.label, state, self.batches, files)
 
     def _stream(self, state: Any) -> Any:
         """Writes the frames held by each ``frames()`` stream to its video."""

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 import funrec
-from funrec.writers import load, read_video, sidecar_path
+from funrec.writers import load, partials, read_video, sidecar_path
 from funrec_cli.errors import CliError
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".pt", ".memmap")
@@ -25,9 +25,17 @@ def describe(path: Path) -> dict[str, Any]:
     """Describes a run directory, a trajectory store or a video, whichever ``path`` is.
 
     Raises:
-        CliError: ``path`` does not exist or is none of the three.
+        CliError: ``path`` does not exist (naming the partial files a writer
+            left in its place) or is none of the three.
     """
     if not path.exists():
+        unfinished = partials(path)
+        if unfinished:
+            raise CliError(
+                f"{str(path)!r} does not exist: its writer has not finished (or was killed). "
+                f"Its frames are in {', '.join(repr(str(p)) for p in unfinished)}; "
+                f"inspect that: funrec inspect {unfinished[-1]}"
+            )
         raise CliError(f"{str(path)!r} does not exist")
     if (path / "summary.json").is_file():
         return describe_run(path)
