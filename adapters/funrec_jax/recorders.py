@@ -407,7 +407,7 @@ def episode_stats(
     def init(example: Any) -> EpisodeStatsState:
         n = math.prod(batch(example))
         keys = (done_key,) if done_key is not None else done_keys(example, who)
-        done_flags(example, keys, batch(example), who)  # shapes checked at trace time
+        jax.eval_shape(lambda d: done_flags(d, keys, batch(d), who), example)  # shapes
         return EpisodeStatsState(
             items=EpisodeRing(
                 env=jnp.zeros(max_episodes, jnp.int32),
