@@ -31,6 +31,7 @@ a frame's dtype (static), never on its values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -405,6 +406,8 @@ def normalize(
 
 def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:
     """Maps values to uint8 [0, 255]; may share memory with ``t``; raises on bad integers."""
+    if t.dtype == torch.uint8:  # to_uint8's first case, without its call on the hot path
+        return t
     if t.dtype in _INT_DTYPES:
         t = t.to(torch.int64)  # comparisons are not implemented for torch's uint16/32/64
         if not in_range(t):
@@ -464,7 +467,12 @@ def _then(work: Array, name: str, *args: Any, **kwargs: Any) -> Array:
 
 def _value_kind(x: Array) -> str:
     """``"uint8"``, ``"bool"``, ``"float"`` or ``"int"``: what the value rules do with ``x``."""
-    name = str(x.dtype).removeprefix("torch.")
+    return _kind_of(x.dtype)
+
+
+@functools.cache
+def _kind_of(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.")
     return "float" if name in _FLOAT_NAMES else name if name in ("uint8", "bool") else "int"
 
 
