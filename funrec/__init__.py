@@ -14,7 +14,6 @@ from funrec._queue import Queue, Storage
 from funrec.combinators import (
     GateState,
     NamedState,
-    capped_cubic,
     every,
     map_td,
     named,
@@ -38,6 +37,7 @@ from funrec.recorders import (
     frames,
     tensordicts,
 )
+from funrec.rules import capped_cubic
 from funrec.views import counts, drain, episodes, trajectory, video
 
 __version__ = "0.1.0"

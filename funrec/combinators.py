@@ -200,7 +200,7 @@ def on_episodes(
     batched env per sub-env instead.
 
     Args:
-        trigger: ``trigger(episode_index) -> bool``, e.g. :func:`capped_cubic`.
+        trigger: ``trigger(episode_index) -> bool``, e.g. :func:`funrec.capped_cubic`.
         recorder: the recorder to feed; omit it to get a stage for ``pipeline``.
         done_key: the done key to read; None reads every done key.
 
@@ -263,27 +263,6 @@ def on_steps(
 
     name = f"on_steps({getattr(trigger, '__name__', repr(trigger))}, length={length})"
     return _stage_or_recorder(name, lambda r: _gate(r, keep), recorder)
-
-
-def capped_cubic(episode: int) -> bool:
-    """True at episodes 0, 1, 8, 27, ..., 729, then at every 1000th episode.
-
-    The default schedule of gymnasium's ``RecordVideo``, for :func:`on_episodes`.
-
-    Args:
-        episode: the episode index, from 0.
-
-    Returns:
-        Whether to record that episode.
-
-    Example:
-        >>> [e for e in range(30) if capped_cubic(e)]
-        [0, 1, 8, 27]
-    """
-    if episode < 1000:
-        root = round(episode ** (1 / 3))
-        return root**3 == episode
-    return episode % 1000 == 0
 
 
 @overload

@@ -21,11 +21,18 @@ Detection rule (see docs/layouts.md):
   255 (False -> 0, True -> 255); float frames are decided on the first frame: if its
   largest finite value is <= 1 the stream is [0, 1] (scale 255), else [0, 255]
   (scale 1). A later dark frame of a [0, 255] stream is not rescaled.
+
+The value rules (:func:`first_scale`, :func:`in_range`, :func:`to_uint8`,
+:func:`count_out_of_range`) are arithmetic on numpy, torch and jax arrays alike,
+traced ones included: ``funrec_jax`` runs them inside ``jax.jit``. They branch on
+a frame's dtype (static), never on its values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +43,7 @@ import torch
 from tensordict import NonTensorData, NonTensorStack
 
 from funrec.errors import RecorderError
+from funrec.rules import pick
 
 __all__ = [
     "CHANNELS",
@@ -44,10 +52,14 @@ __all__ = [
     "LayoutError",
     "as_tensor",
     "check_hint",
+    "count_out_of_range",
     "detect",
+    "first_scale",
+    "in_range",
     "normalize",
     "out_of_range",
     "scale_warning",
+    "to_uint8",
 ]
 
 ORDERS = ("HWC", "CHW", "HW")
@@ -66,6 +78,7 @@ _FLOAT_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 _DTYPES = {torch.uint8, torch.bool} | _INT_DTYPES | _FLOAT_DTYPES
 _DTYPE_NAMES = sorted(str(d).removeprefix("torch.") for d in _DTYPES)
 _INT_NAMES = ["uint8", *(str(d).removeprefix("torch.") for d in _INT_DTYPES)]
+_FLOAT_NAMES = {str(d).removeprefix("torch.") for d in _FLOAT_DTYPES}
 
 
 class LayoutError(RecorderError):
@@ -241,17 +254,6 @@ def _reading(shape: tuple[int, ...], order: str) -> dict[str, Any]:
     return dict(batch_shape=tuple(batch), order=order, channels=c, height=h, width=w)
 
 
-def _scale(t: torch.Tensor) -> int:
-    if t.dtype == torch.bool:
-        return 255
-    if t.dtype not in _FLOAT_DTYPES:
-        return 1
-    finite = t[torch.isfinite(t)]
-    if finite.numel() == 0 or finite.max().item() <= 1:
-        return 255
-    return 1
-
-
 def check_hint(hint: Any, name: str = "layout") -> str | Layout | None:
     """``hint`` if it is a valid layout hint, else a LayoutError naming ``name`` and the fix.
 
@@ -309,7 +311,7 @@ def detect(x: Any, hint: str | Layout | None = None) -> Layout:
             f"[*batch, C, H, W] with C in {CHANNELS}, or [H, W]; for batched grayscale "
             "[*batch, H, W] pass layout='HW'"
         )
-    scale = _scale(t)
+    scale = int(first_scale(t))
     layouts = [Layout(**_reading(shape, o), dtype=_dtype_name(t), scale=scale) for o in orders]
     if len(layouts) > 1:
         readings = " or as ".join(lay.describe() for lay in layouts)
@@ -403,27 +405,25 @@ def normalize(
 
 
 def _to_uint8_values(t: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Maps values to [0, 255] (uint8 or float); may share memory with ``t``."""
-    if t.dtype == torch.uint8:
+    """Maps values to uint8 [0, 255]; may share memory with ``t``; raises on bad integers."""
+    if t.dtype == torch.uint8:  # to_uint8's first case, without its call on the hot path
         return t
-    if t.dtype == torch.bool:
-        return t.to(torch.uint8) * 255
-    if t.dtype in _FLOAT_DTYPES:
-        work = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32) * layout.scale
-        return work.nan_to_num_(nan=0.0).round_().clamp_(0, 255).to(torch.uint8)
-    wide = t.to(torch.int64)  # min/max are not implemented for torch's uint16/32/64
-    low, high = wide.min().item(), wide.max().item()
-    if low < 0 or high > 255:
-        raise LayoutError(
-            f"got an integer frame of shape {layout.shape} and dtype {_dtype_name(t)} with "
-            f"values in [{low}, {high}]; integer frames must lie in [0, 255]: clip them or "
-            "convert them to uint8"
-        )
-    return wide.to(torch.uint8)
+    if t.dtype in _INT_DTYPES:
+        t = t.to(torch.int64)  # comparisons are not implemented for torch's uint16/32/64
+        if not in_range(t):
+            raise LayoutError(
+                f"got an integer frame of shape {layout.shape} and dtype {layout.dtype} with "
+                f"values in [{t.min().item()}, {t.max().item()}]; integer frames must lie in "
+                "[0, 255]: clip them or convert them to uint8"
+            )
+    return to_uint8(t, layout.scale)
 
 
 def out_of_range(x: Any, layout: Layout) -> tuple[int, int]:
     """Counts the values :func:`normalize` cannot keep as they are in a float frame.
+
+    :func:`count_out_of_range` for a frame of any kind :func:`as_tensor` reads,
+    as Python ints.
 
     Args:
         x: a frame that fits ``layout``.
@@ -439,13 +439,144 @@ def out_of_range(x: Any, layout: Layout) -> tuple[int, int]:
         >>> out_of_range(x, detect(x, hint="HW"))
         (2, 1)
     """
-    t = as_tensor(x)
-    if not t.is_floating_point():
+    nonfinite, clipped = count_out_of_range(as_tensor(x), layout.scale)
+    return int(nonfinite), int(clipped)
+
+
+# -- The value rules: arithmetic on numpy, torch and (traced) jax arrays alike ----------
+
+Array = Any  # a numpy array, a torch tensor or a (traced) jax array
+Number = Any  # a Python number, or a 0-d array of one
+
+
+def _namespace(x: Array) -> Any:
+    """The array functions of ``x``: torch, numpy or jax.numpy (the array API's namespace)."""
+    return torch if isinstance(x, torch.Tensor) else x.__array_namespace__()
+
+
+def _cast(x: Array, name: str) -> Array:
+    return x.to(getattr(torch, name)) if isinstance(x, torch.Tensor) else x.astype(name)
+
+
+def _then(work: Array, name: str, *args: Any, **kwargs: Any) -> Array:
+    """``name(work, ...)`` from ``work``'s namespace; torch writes it over ``work``, a temporary."""
+    if isinstance(work, torch.Tensor):
+        return getattr(torch, name)(work, *args, out=work, **kwargs)
+    return getattr(work.__array_namespace__(), name)(work, *args, **kwargs)
+
+
+def _value_kind(x: Array) -> str:
+    """``"uint8"``, ``"bool"``, ``"float"`` or ``"int"``: what the value rules do with ``x``."""
+    return _kind_of(x.dtype)
+
+
+@functools.cache
+def _kind_of(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.")
+    return "float" if name in _FLOAT_NAMES else name if name in ("uint8", "bool") else "int"
+
+
+def _scaled(x: Array, scale: Number) -> Array:
+    """A float frame's values times ``scale``, in float32 (float64 stays float64)."""
+    return _cast(x, "float64" if str(x.dtype).endswith("float64") else "float32") * scale
+
+
+def first_scale(x: Array) -> Number:
+    """The scale of a stream, from its first frame: the layout rule's ``scale``.
+
+    Bool frames have scale 255, integer frames scale 1, and float frames scale
+    255 (their values are [0, 1]) when their largest finite value is <= 1 or
+    none is finite, else 1 (their values are [0, 255]).
+
+    Args:
+        x: the first frame: a numpy array, torch tensor or (traced) jax array.
+
+    Returns:
+        255 or 1: a Python int for bool and integer frames, a 0-d integer array
+        of ``x``'s kind for float frames.
+
+    Example:
+        >>> int(first_scale(np.array([0.2, np.inf])))
+        255
+    """
+    kind = _value_kind(x)
+    if kind != "float":
+        return 255 if kind == "bool" else 1
+    xp = _namespace(x)
+    return pick(xp.where(xp.isfinite(x), x, -math.inf).max() <= 1, 255, 1)
+
+
+def in_range(x: Array) -> Any:
+    """Whether a frame's values fit uint8 as they are: integer frames must lie in [0, 255].
+
+    Where this is false, :func:`normalize` raises and ``funrec_jax`` refuses the
+    frame. Uint8, bool and float frames always fit (floats are scaled and clipped).
+
+    Args:
+        x: a frame: a numpy array, torch tensor or (traced) jax array.
+
+    Returns:
+        ``True``, or a 0-d bool array of ``x``'s kind for integer frames.
+
+    Example:
+        >>> bool(in_range(np.array([0, 300]))), bool(in_range(np.array([0.0, 300.0])))
+        (False, True)
+    """
+    if _value_kind(x) != "int":
+        return True
+    return (x >= 0).all() & (x <= 255).all()
+
+
+def to_uint8(x: Array, scale: Number) -> Array:
+    """A frame's values as uint8 [0, 255]: the value mapping of :func:`normalize`.
+
+    Float values are multiplied by ``scale``, rounded and clipped to [0, 255]
+    (NaN becomes 0, +-inf is clipped); bool becomes 0 or 255; integer values
+    (in range, see :func:`in_range`) are kept.
+
+    Args:
+        x: a frame: a numpy array, torch tensor or (traced) jax array.
+        scale: 1 or 255 (a number or a 0-d array), e.g. ``layout.scale``.
+
+    Returns:
+        A uint8 array of ``x``'s kind and shape; ``x`` itself when it is uint8.
+
+    Example:
+        >>> to_uint8(np.array([0.5, np.nan, 2.0]), 255).tolist()
+        [128, 0, 255]
+    """
+    kind = _value_kind(x)
+    if kind == "uint8":
+        return x
+    if kind != "float":
+        return _cast(x, "uint8") * 255 if kind == "bool" else _cast(x, "uint8")
+    work = _then(_scaled(x, scale), "nan_to_num", nan=0.0)
+    return _cast(_then(_then(work, "round"), "clip", 0, 255), "uint8")
+
+
+def count_out_of_range(x: Array, scale: Number) -> tuple[Number, Number]:
+    """The values of a float frame that :func:`to_uint8` cannot keep as they are.
+
+    Args:
+        x: a frame: a numpy array, torch tensor or (traced) jax array.
+        scale: the stream's scale (a number or a 0-d array).
+
+    Returns:
+        ``(nonfinite, clipped)``: how many values are NaN or +-inf, and how many
+        finite ones lie outside [0, 255] once multiplied by ``scale``; int32
+        0-d arrays of ``x``'s kind, or ``(0, 0)`` for frames that are not float.
+
+    Example:
+        >>> [int(n) for n in count_out_of_range(np.array([0.5, np.nan, -0.2]), 255)]
+        [1, 1]
+    """
+    if _value_kind(x) != "float":
         return 0, 0
-    finite = torch.isfinite(t)
-    scaled = t * layout.scale
+    xp = _namespace(x)
+    finite = xp.isfinite(x)
+    scaled = _scaled(x, scale)
     clipped = finite & ((scaled < 0) | (scaled > 255))
-    return int((~finite).sum().item()), int(clipped.sum().item())
+    return xp.sum(xp.logical_not(finite), dtype=xp.int32), xp.sum(clipped, dtype=xp.int32)
 
 
 def scale_warning(x: Any, layout: Layout, key: Any) -> str | None:

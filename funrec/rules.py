@@ -12,6 +12,8 @@ are Python values that a rule may branch on.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -23,9 +25,12 @@ __all__ = [
     "OVERFLOW_POLICIES",
     "Admission",
     "admit",
+    "any_done",
+    "capped_cubic",
     "count",
     "done_flags",
     "done_keys",
+    "done_paths",
     "episode_step",
     "periodic",
     "pick",
@@ -74,6 +79,29 @@ class Admission(NamedTuple):
     evict: Flag
     dropped: Flag
     full: Flag
+
+
+def capped_cubic(episode: Number) -> Flag:
+    """True at episodes 0, 1, 8, 27, ..., 729, then at every 1000th episode.
+
+    The default schedule of gymnasium's ``RecordVideo``, for ``on_episodes``
+    eagerly and inside ``jax.jit`` (``funrec_jax.on_episodes``): comparisons
+    with the ten cubes below 1000, no branch on the episode index.
+
+    Args:
+        episode: the episode index, from 0 (an int, or an integer tensor/array).
+
+    Returns:
+        Whether to record that episode (a bool, or a bool tensor/array).
+
+    Example:
+        >>> [e for e in range(30) if capped_cubic(e)]
+        [0, 1, 8, 27]
+    """
+    flag = episode % 1000 == 0  # 0, 1000, 2000, ...
+    for root in range(1, 10):
+        flag = flag | (episode == root**3)
+    return flag
 
 
 def admit(held: Number, capacity: int | None, overflow: str) -> Admission:
@@ -177,11 +205,31 @@ def episode_step(
     return total, length, total * going, length * going
 
 
-def done_keys(td: TensorDictBase) -> tuple[tuple[str, ...], ...]:
-    """Every done key of a TensorDict: each leaf whose last name is ``"done"``.
+def done_paths(paths: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:
+    """The done keys among the leaf keys of one step: the episode-end key rule.
 
-    Under ``"next"`` when the TensorDict has a ``"next"`` entry (a transition),
-    else at its root (what an env step returns); nested ones included.
+    A done key is a leaf whose last name is ``"done"``, nested ones included;
+    only those under ``"next"`` when the step has a ``"next"`` entry (a
+    transition), else those anywhere (what an env step returns). The same rule
+    for a TensorDict's keys and for a pytree's key paths (``funrec_jax``).
+
+    Args:
+        paths: the key of every leaf, as a name or a tuple of names.
+
+    Returns:
+        The done keys, as tuples, in the order given; empty when there is none.
+
+    Example:
+        >>> done_paths([("next", "done"), ("next", "agents", "done"), ("done",), "reward"])
+        (('next', 'done'), ('next', 'agents', 'done'))
+    """
+    paths = [path if isinstance(path, tuple) else (path,) for path in paths]
+    nested = any(path[0] == "next" for path in paths)
+    return tuple(p for p in paths if p[-1] == "done" and (p[0] == "next" or not nested))
+
+
+def done_keys(td: TensorDictBase) -> tuple[tuple[str, ...], ...]:
+    """Every done key of a TensorDict (:func:`done_paths` of its leaf keys).
 
     Raises:
         MissingKeyError: there is no done key.
@@ -193,28 +241,65 @@ def done_keys(td: TensorDictBase) -> tuple[tuple[str, ...], ...]:
     """
     from funrec.recorder import read_key  # the one place keys are read
 
-    nested = "next" in td
-    root = td.get("next") if nested else td
-    prefix: tuple[str, ...] = ("next",) if nested else ()
-    keys: tuple[tuple[str, ...], ...] = ()
-    if isinstance(root, TensorDictBase):
-        for key in root.keys(include_nested=True, leaves_only=True):
-            key = key if isinstance(key, tuple) else (key,)
-            if key[-1] == "done":
-                keys += (prefix + key,)
+    # Only the part of td the rule can pick from is listed: "next" when there is one.
+    prefix: tuple[str, ...] = ("next",) if "next" in td else ()
+    root = td.get("next") if prefix else td
+    leaves = root.keys(True, True) if isinstance(root, TensorDictBase) else ()  # nested leaves
+    keys = done_paths(prefix + (k if isinstance(k, tuple) else (k,)) for k in leaves)
     if not keys:
         read_key(td, (*prefix, "done"), "done_keys()")
     return keys
 
 
+def any_done(values: Mapping[Any, Any], batch: tuple[int, ...]) -> Any:
+    """One episode-end flag per sub-env from the values of the done keys.
+
+    Each value, ``[*batch]`` or ``[*batch, ...]`` (multi-agent groups...), is
+    reduced to ``[*batch]`` with ``any`` over its trailing dims, and the keys are
+    or-ed. Arithmetic on torch, numpy and (traced) jax arrays alike.
+
+    Args:
+        values: the value of each done key, by key (the keys name it in errors).
+        batch: the batch shape, e.g. a TensorDict's ``batch_size``.
+
+    Returns:
+        A bool array ``[*batch]`` of the values' kind.
+
+    Raises:
+        RecorderError: no values, or a value whose shape does not start with ``batch``.
+
+    Example:
+        >>> import numpy as np
+        >>> any_done({"done": np.array([[0], [1]]), ("agents", "done"): np.zeros((2, 3))},
+        ...          (2,)).tolist()
+        [False, True]
+    """
+    batch = tuple(batch)
+    flags = None
+    for key, value in values.items():
+        shape = tuple(value.shape)
+        if shape != batch:
+            if shape[: len(batch)] != batch:
+                raise RecorderError(
+                    f"done_flags(): key {key!r} has shape {shape}, which does not start with "
+                    f"the batch size {batch}; a done flag is [*batch] or [*batch, ...]."
+                )
+            # one value per sub-env ([*batch, 1]): a reshape; more (agents...): any of them
+            single = math.prod(shape) == math.prod(batch)
+            value = value.reshape(batch) if single else value.reshape(*batch, -1).any(-1)
+        value = value if str(value.dtype).endswith("bool") else value != 0
+        flags = value if flags is None else flags | value
+    if flags is None:
+        raise RecorderError("done_flags(): no done keys given; pass keys=None to read them all.")
+    return flags
+
+
 def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
     """Which sub-envs ended an episode at this step: one bool per batch entry.
 
-    The episode-end rule of every recorder, gate, writer and adapter. With
-    ``keys=None`` it reads every done key of the TensorDict
-    (:func:`done_keys`: nested ones, such as multi-agent groups, included). Each
-    is reduced to the batch shape with ``any`` over its trailing dims, and the
-    keys are or-ed.
+    The episode-end rule of every recorder, gate, writer and adapter: the done
+    keys (:func:`done_keys` with ``keys=None``: nested ones, such as multi-agent
+    groups, included), each reduced per sub-env and or-ed (:func:`any_done`).
 
     Args:
         td: a step's TensorDict, batch size ``[*batch]``.
@@ -238,27 +323,7 @@ def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
 
     if keys is None:
         keys = done_keys(td)
-    elif isinstance(keys, (str, tuple)):
-        keys = (keys,)
-    if not keys:
-        raise RecorderError("done_flags(): no done keys given; pass keys=None to read them all.")
-    batch = td.batch_size
-    flags: torch.Tensor | None = None
-    for key in keys:
-        value = read_key(td, key, "done_flags()")
-        if not isinstance(value, torch.Tensor):
-            value = torch.as_tensor(value)
-        if value.shape != batch:
-            if value.shape[: len(batch)] != batch:
-                raise RecorderError(
-                    f"done_flags(): key {key!r} has shape {tuple(value.shape)}, which does not "
-                    f"start with the batch size {tuple(batch)}; a done flag is [*batch] or "
-                    "[*batch, ...]."
-                )
-            # one value per sub-env ([*batch, 1]): a reshape; more (agents...): any of them
-            single = value.numel() == batch.numel()
-            value = value.reshape(batch) if single else value.reshape(*batch, -1).any(-1)
-        value = value if value.dtype == torch.bool else value.bool()
-        flags = value if flags is None else flags | value
-    assert flags is not None  # keys is not empty
-    return flags.cpu()
+    elif isinstance(keys, str) or all(isinstance(name, str) for name in keys):
+        keys = (keys,)  # one key: "done" or ("next", "done")
+    values = {key: torch.as_tensor(read_key(td, key, "done_flags()")) for key in keys}
+    return any_done(values, td.batch_size).cpu()

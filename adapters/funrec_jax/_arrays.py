@@ -10,34 +10,77 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from funrec.errors import MissingKeyError
+from funrec import rules
+from funrec.errors import MissingKeyError, RecorderError
 from funrec.layout import Layout, as_tensor, detect
 
 Key = str | tuple[str, ...]
 
 
 def read(data: Any, key: Key, who: str) -> Any:
-    """``data[key]`` for a (nested) mapping of arrays, or a MissingKeyError listing its keys."""
+    """``data[key]`` for a pytree (nested dicts, NamedTuples, dataclasses...).
+
+    A key names the path to a node: dict keys, field names and sequence indices,
+    as in the pytree's key paths. A missing one raises a MissingKeyError listing
+    the keys there are.
+    """
     path = (key,) if isinstance(key, str) else tuple(key)
     node = data
     for name in path:
-        if not isinstance(node, Mapping) or name not in node:
+        children = node if isinstance(node, Mapping) else _children(node)
+        if name not in children:
             raise MissingKeyError(
                 f"{who}: key {key!r} is not in the data (keys: {leaf_keys(data)}). Pass the "
                 "key that holds the data; nested keys are tuples, e.g. ('next', 'reward')."
             )
-        node = node[name]
+        node = children[name]
     return node
 
 
-def leaf_keys(data: Any, prefix: tuple[str, ...] = ()) -> list[Key]:
-    """The keys of every array in a nested mapping (nested ones as tuples)."""
-    if not isinstance(data, Mapping):
-        return [prefix[0] if len(prefix) == 1 else prefix] if prefix else []
-    keys: list[Key] = []
-    for name, value in data.items():
-        keys.extend(leaf_keys(value, (*prefix, name)))
+def _children(node: Any) -> dict[Any, Any]:
+    """The children of a pytree node by name (field name, index...); {} for a leaf."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)
+    return {_name(path[0]): child for path, child in flat if path}
+
+
+def _name(entry: Any) -> Any:
+    """The name in one entry of a pytree key path: a dict key, a field name or an index."""
+    for field in ("key", "name", "idx"):
+        if hasattr(entry, field):
+            return getattr(entry, field)
+    return entry
+
+
+def paths(data: Any) -> list[tuple[Any, ...]]:
+    """The key path of every array leaf of a pytree, as a tuple of names."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(data)
+    return [tuple(_name(entry) for entry in path) for path, _ in flat]
+
+
+def leaf_keys(data: Any) -> list[Key]:
+    """The keys of every array in a pytree (nested ones as tuples)."""
+    return [path[0] if len(path) == 1 else path for path in paths(data) if path]
+
+
+def done_keys(data: Any, who: str) -> tuple[tuple[Any, ...], ...]:
+    """The core's done keys (:func:`funrec.rules.done_paths`) of a pytree, or a MissingKeyError."""
+    keys = rules.done_paths(paths(data))
+    if not keys:
+        raise MissingKeyError(
+            f"{who}: the data has no done key (a leaf named 'done'; keys: {leaf_keys(data)}). "
+            "Put the episode end under that name, e.g. {'next': {'done': timestep.last(), ...}} "
+            "for a dm_env-style TimeStep, or pass done_key=..."
+        )
     return keys
+
+
+def done_flags(data: Any, keys: Any, batch: tuple[int, ...], who: str) -> jax.Array:
+    """The core's episode-end flags (:func:`funrec.rules.any_done`) of a pytree, ``[*batch]``."""
+    values = {key: jnp.asarray(read(data, key, who)) for key in keys}
+    try:
+        return rules.any_done(values, batch)
+    except RecorderError as err:
+        raise RecorderError(f"{who}: {err}") from err
 
 
 def is_concrete(x: Any) -> bool:

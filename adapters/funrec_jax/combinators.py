@@ -8,6 +8,7 @@ branches: it passes ``active & passes`` down to the recorder it wraps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 from funrec import rules
 from funrec.combinators import GateState, NamedState
 from funrec.errors import RecorderError
-from funrec_jax._arrays import Key, int32, read
+from funrec_jax._arrays import Key, done_flags, done_keys, int32, read
 from funrec_jax.recorders import Recorder, Refused
 
 jax.tree_util.register_pytree_node(
@@ -104,39 +105,41 @@ def when(predicate: Callable[[Any], Any], recorder: Recorder) -> Recorder:
 
 
 def on_episodes(
-    trigger: Callable[[Any], Any], recorder: Recorder, *, done_key: Key = ("next", "done")
+    trigger: Callable[[Any], Any], recorder: Recorder, *, done_key: Key | None = None
 ) -> Recorder:
     """Passes every step of the episodes whose index satisfies ``trigger``.
 
-    Episodes are numbered from 0; a step whose done flag is set is the last of
-    its episode. The stream must be unbatched: ``vmap`` the recorder for a
-    batch of envs.
+    Episodes are numbered from 0; a step that ends the episode (the core's rule:
+    any done key set, :func:`funrec.rules.done_paths`) is its last. The stream
+    must be unbatched: ``vmap`` the recorder for a batch of envs.
 
     Args:
         trigger: a traceable ``trigger(episode_index) -> bool``, e.g.
-            ``lambda ep: ep % 10 == 0``.
+            :func:`funrec.capped_cubic` or ``lambda ep: ep % 10 == 0``.
         recorder: the ``funrec_jax`` recorder to feed.
-        done_key: the key of the done flag.
+        done_key: the done key to read; None reads every done key.
 
     Returns:
         A :class:`Recorder` whose state is a :class:`funrec.GateState`.
 
     Example:
-        >>> import funrec_jax
-        >>> rec = funrec_jax.on_episodes(lambda ep: ep % 10 == 0,
-        ...                              funrec_jax.frames(max_frames=64))
+        >>> import funrec, funrec_jax
+        >>> rec = funrec_jax.on_episodes(funrec.capped_cubic, funrec_jax.frames(max_frames=64))
     """
     who = f"on_episodes(done_key={done_key!r})"
 
     def keep(state: GateState, data: Any) -> tuple[Any, GateState]:
-        done = jnp.asarray(read(data, done_key, who))
-        if done.size != 1:
-            raise RecorderError(
-                f"{who}: the done flag has shape {done.shape}; episode triggers need an "
-                "unbatched stream (one done value). vmap the recorder over the envs."
-            )
+        keys = (done_key,) if done_key is not None else done_keys(data, who)
+        for key in keys:
+            if math.prod(jnp.shape(read(data, key, who))) != 1:
+                raise RecorderError(
+                    f"{who}: the done key {key!r} has shape {jnp.shape(read(data, key, who))}; "
+                    "episode triggers need an unbatched stream (one done value). vmap the "
+                    "recorder over the envs."
+                )
+        done = done_flags(data, keys, (), who)
         passes = jnp.asarray(trigger(state.episode), dtype=bool)
-        return passes, state._replace(episode=state.episode + done.reshape(()).astype(jnp.int32))
+        return passes, state._replace(episode=state.episode + done.astype(jnp.int32))
 
     return _gate(recorder, keep)
 

@@ -200,7 +200,7 @@ def _(state: EpisodeStatsState, env: int) -> funrec.EpisodeStatsState:
         running_reward=tuple(state.running_reward.tolist()),
         running_length=tuple(state.running_length.tolist()),
         reward_key=state.reward_key,
-        done_keys=(state.done_key,),
+        done_keys=state.done_keys,
     )
 
 

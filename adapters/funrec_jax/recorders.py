@@ -22,9 +22,27 @@ from jax.custom_batching import custom_vmap
 
 from funrec import rules
 from funrec.errors import RecorderError
-from funrec.layout import Layout, LayoutError, scale_warning
+from funrec.layout import (
+    Layout,
+    LayoutError,
+    count_out_of_range,
+    first_scale,
+    in_range,
+    scale_warning,
+    to_uint8,
+)
 from funrec.recorder import Counts
-from funrec_jax._arrays import Key, check_fits, int32, is_concrete, layout_of, leaf_keys, read
+from funrec_jax._arrays import (
+    Key,
+    check_fits,
+    done_flags,
+    done_keys,
+    int32,
+    is_concrete,
+    layout_of,
+    leaf_keys,
+    read,
+)
 
 State = Any
 
@@ -134,7 +152,7 @@ class EpisodeStatsState(NamedTuple):
         running_length: int32 ``[n]``, its steps so far.
         refused: what the core would have raised on, counted.
         reward_key: the key of the reward (static).
-        done_key: the key of the done flag (static).
+        done_keys: the done keys of the stream (static), decided by ``init``.
     """
 
     items: EpisodeRing
@@ -145,7 +163,7 @@ class EpisodeStatsState(NamedTuple):
     running_length: jax.Array
     refused: Refused
     reward_key: Key
-    done_key: Key
+    done_keys: tuple[Key, ...]
 
 
 def _register_static_last(cls: type, n: int = 1) -> None:
@@ -231,13 +249,13 @@ def frames(
         rgb = _drop_alpha(x, lay)
         admission = rules.admit(state.held, max_frames, overflow)
         attempt = active & admission.record
-        bad = attempt & (_in_range(rgb) ^ True)
+        bad = attempt & (in_range(rgb) ^ True)
         write = attempt & (bad ^ True)
         full = active & admission.full
-        scale = rules.pick(write & (state.scale == 0), _first_scale(x), state.scale)
-        nonfinite, clipped = _out_of_range(x, scale)
+        scale = rules.pick(write & (state.scale == 0), first_scale(x), state.scale)
+        nonfinite, clipped = count_out_of_range(x, scale)
         items, nxt, held = _put(
-            state.items, state.next, state.held, _uint8(rgb, scale), write, admission.evict
+            state.items, state.next, state.held, to_uint8(rgb, scale), write, admission.evict
         )
         return FramesState(
             items,
@@ -346,7 +364,7 @@ def tensordicts(
 
 def episode_stats(
     reward_key: Key = ("next", "reward"),
-    done_key: Key = ("next", "done"),
+    done_key: Key | None = None,
     *,
     max_episodes: int = 1024,
     overflow: str = "drop_newest",
@@ -359,7 +377,9 @@ def episode_stats(
 
     Args:
         reward_key: the key of the reward, shaped ``[*batch]`` or ``[*batch, 1]``.
-        done_key: the key of the done flag, with one value per sub-env like the reward.
+        done_key: the done key to read; None reads every done key of the example
+            (:func:`funrec.rules.done_paths`: each leaf named ``"done"``, under
+            ``"next"`` when there is one), each ``[*batch]`` or ``[*batch, ...]``.
         max_episodes: the capacity of the episode ring (static).
         overflow: ``"drop_newest"``, ``"drop_oldest"`` or ``"error"``, as in the core.
 
@@ -379,20 +399,15 @@ def episode_stats(
     _check_buffer_args(1, max_episodes, overflow, "max_episodes")
     who = "episode_stats()"
 
-    def envs(data: Any) -> int:
-        """The number of sub-envs, from the static shapes of the reward and done flag."""
-        reward, done = read(data, reward_key, who), read(data, done_key, who)
-        n, m = math.prod(jnp.shape(reward)), math.prod(jnp.shape(done))
-        if n != m:
-            raise RecorderError(
-                f"{who}: key {reward_key!r} has shape {jnp.shape(reward)} and key {done_key!r} "
-                f"has shape {jnp.shape(done)}; record one reward and one done flag per sub-env "
-                "(shape [*batch] or [*batch, 1])."
-            )
-        return n
+    def batch(data: Any) -> tuple[int, ...]:
+        """The batch shape of a step: the reward's shape, ``[*batch]`` or ``[*batch, 1]``."""
+        shape = jnp.shape(read(data, reward_key, who))
+        return shape[:-1] if shape[-1:] == (1,) else shape
 
     def init(example: Any) -> EpisodeStatsState:
-        n = envs(example)
+        n = math.prod(batch(example))
+        keys = (done_key,) if done_key is not None else done_keys(example, who)
+        jax.eval_shape(lambda d: done_flags(d, keys, batch(d), who), example)  # shapes
         return EpisodeStatsState(
             items=EpisodeRing(
                 env=jnp.zeros(max_episodes, jnp.int32),
@@ -406,18 +421,19 @@ def episode_stats(
             running_length=jnp.zeros(n, jnp.int32),
             refused=Refused(int32(), int32()),
             reward_key=reward_key,
-            done_key=done_key,
+            done_keys=keys,
         )
 
     def step(state: EpisodeStatsState, data: Any, active: Any = True) -> EpisodeStatsState:
-        n = envs(data)
+        shape = batch(data)
+        n = math.prod(shape)
         if n != state.running_reward.shape[0]:
             raise RecorderError(
                 f"{who}: got {n} sub-envs, but this stream started with "
                 f"{state.running_reward.shape[0]}. Use one state per batch size."
             )
         rewards = jnp.asarray(read(data, reward_key, who)).reshape(n)
-        dones = jnp.asarray(read(data, done_key, who)).reshape(n).astype(bool)
+        dones = done_flags(data, state.done_keys, shape, who).reshape(n)
         items, nxt, held, counts = state.items, state.next, state.held, state.counts
         full = jnp.asarray(False)
         totals, lengths = [], []
@@ -446,7 +462,7 @@ def episode_stats(
             jnp.stack(lengths).astype(jnp.int32),
             state.refused,
             reward_key,
-            done_key,
+            state.done_keys,
         )
         kept = jax.tree.map(lambda a, b: jnp.where(took, a, b), new, state)
         return kept._replace(
@@ -557,52 +573,3 @@ def _drop_alpha(x: jax.Array, layout: Layout) -> jax.Array:
     if layout.channels != 4:
         return x
     return x[..., :3] if layout.order == "HWC" else x[..., :3, :, :]
-
-
-def _is_float(x: jax.Array) -> bool:
-    return jnp.issubdtype(x.dtype, jnp.floating)
-
-
-def _in_range(x: jax.Array) -> jax.Array:
-    """Integer frames must lie in [0, 255] (what the core's normalize raises on)."""
-    if x.dtype in (jnp.uint8, jnp.bool_) or _is_float(x):
-        return jnp.asarray(True)
-    low = jnp.all(x >= 0) if jnp.issubdtype(x.dtype, jnp.signedinteger) else True
-    return low & jnp.all(x <= 255)
-
-
-def _first_scale(x: jax.Array) -> jax.Array:
-    """The scale the core's layout rule gives a stream from its first frame."""
-    if x.dtype == jnp.bool_:
-        return int32(255)
-    if not _is_float(x):
-        return int32(1)
-    largest = jnp.max(jnp.where(jnp.isfinite(x), x, -jnp.inf).astype(jnp.float32))
-    return jnp.where(largest <= 1, 255, 1).astype(jnp.int32)
-
-
-def _work(x: jax.Array, scale: jax.Array) -> jax.Array:
-    dtype = jnp.float64 if x.dtype == jnp.float64 else jnp.float32
-    return x.astype(dtype) * scale.astype(dtype)
-
-
-def _out_of_range(x: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(nonfinite, clipped)`` value counts of a float frame, as the core counts them."""
-    if not _is_float(x):
-        return int32(), int32()
-    finite = jnp.isfinite(x)
-    scaled = _work(x, scale)
-    clipped = finite & ((scaled < 0) | (scaled > 255))
-    return jnp.sum(finite ^ True, dtype=jnp.int32), jnp.sum(clipped, dtype=jnp.int32)
-
-
-def _uint8(x: jax.Array, scale: jax.Array) -> jax.Array:
-    """A frame's values as uint8, the way the core's normalize maps them."""
-    if x.dtype == jnp.uint8:
-        return x
-    if x.dtype == jnp.bool_:
-        return jnp.where(x, 255, 0).astype(jnp.uint8)
-    if not _is_float(x):
-        return jnp.clip(x, 0, 255).astype(jnp.uint8)
-    work = jnp.nan_to_num(_work(x, scale), nan=0.0)
-    return jnp.clip(jnp.round(work), 0, 255).astype(jnp.uint8)
