@@ -303,7 +303,8 @@ def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
 
     Args:
         td: a step's TensorDict, batch size ``[*batch]``.
-        keys: the done keys to read (nested keys as tuples), or None for all.
+        keys: the done keys to read, or None for all: one key (``"done"``, a
+            nested ``("next", "done")``), or a list or tuple of keys.
 
     Returns:
         A bool tensor of shape ``[*batch]``.
@@ -323,7 +324,9 @@ def done_flags(td: TensorDictBase, keys: Any = None) -> torch.Tensor:
 
     if keys is None:
         keys = done_keys(td)
-    elif isinstance(keys, str) or all(isinstance(name, str) for name in keys):
-        keys = (keys,)  # one key: "done" or ("next", "done")
+    elif isinstance(keys, str) or (
+        isinstance(keys, tuple) and keys and all(isinstance(name, str) for name in keys)
+    ):
+        keys = (keys,)  # one key: "done" or ("next", "done"); a list is always many keys
     values = {key: torch.as_tensor(read_key(td, key, "done_flags()")) for key in keys}
     return any_done(values, td.batch_size).cpu()

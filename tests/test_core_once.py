@@ -430,3 +430,10 @@ def test_importing_the_core_loads_no_shell_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_done_flags_takes_one_key_or_a_list_of_keys():
+    td = TensorDict({"done": torch.tensor([False, True]), "stop": torch.tensor([True, False])}, [2])
+    assert rules.done_flags(td, ["done", "stop"]).tolist() == [True, True]  # a list: many keys
+    assert rules.done_flags(td, "done").tolist() == [False, True]
+    assert rules.done_flags(td, ("done",)).tolist() == [False, True]  # a tuple: one key

@@ -308,10 +308,16 @@ def test_video_directory_passes_kwargs_and_flattens_clips(tmp_path):
         target.log_video("eval", blocks(1)[0])
     # CSVLogger's spellings of the encoder settings
     path = target.log_video(
-        "eval", blocks(3), video_codec="libx264", options={"crf": "35", "preset": "ultrafast"}
+        "eval",
+        blocks(3),
+        video_codec="libx264",
+        options={"crf": "35", "preset": "ultrafast", "threads": "2"},
     )
     info = json.loads(sidecar_path(path).read_text())
     assert (info["codec"], info["crf"], info["preset"]) == ("libx264", 35, "ultrafast")
+    assert info["threads"] == 2
+    with pytest.raises(ValueError, match=r"options \['tune'\] cannot be passed"):
+        target.log_video("eval", blocks(3), options={"tune": "film"})
 
 
 def test_video_directory_reads_the_same_as_torchrl_csvlogger_pt(tmp_path):

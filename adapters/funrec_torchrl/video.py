@@ -24,6 +24,7 @@ from funrec import NamedState, RecorderError
 from funrec.layout import LayoutError, detect
 from funrec.rules import done_flags
 from funrec.writers import VideoWriter, WriterError, check_fps, open_video
+from funrec.writers.directory import from_csvlogger
 from funrec_torchrl import loggers
 from funrec_torchrl._env import (
     detached_copy,
@@ -35,7 +36,6 @@ from funrec_torchrl._env import (
     worker_index,
 )
 
-_WRITER_OPTIONS = {"crf", "preset"}
 # The recorder streaming each mp4 (by the name its partial is opened under), so that
 # two recorders never write the same files.
 _STREAMING: weakref.WeakValueDictionary[Path, VideoRecorder] = weakref.WeakValueDictionary()
@@ -522,19 +522,17 @@ class VideoRecorder(torchrl.record.VideoRecorder):
         return fps / self.skip if fps is not None else default
 
     def _writer_settings(self) -> dict[str, Any]:
-        kwargs = dict(self.video_kwargs)
-        settings = {}
-        if "video_codec" in kwargs:
-            settings["codec"] = kwargs.pop("video_codec")
-        options = dict(kwargs.pop("options", None) or {})
-        unknown = sorted(set(kwargs) - {"fps"}) + sorted(set(options) - _WRITER_OPTIONS)
-        if unknown:
+        unknown = sorted(set(self.video_kwargs) - {"fps", "video_codec", "options"})
+        try:
+            if unknown:
+                raise ValueError(f"{unknown} cannot be passed to funrec's mp4 writer")
+            settings = from_csvlogger(self.video_kwargs, "VideoRecorder")
+        except ValueError as err:
             raise RecorderError(
-                f"VideoRecorder: {unknown} cannot be passed to funrec's mp4 writer (CSVLogger with "
-                "video_format='mp4'); it takes fps=, video_codec= and options={'crf': ..., "
-                "'preset': ...}."
-            )
-        settings.update({k: (int(v) if k == "crf" else v) for k, v in options.items()})
+                f"VideoRecorder: {err} (CSVLogger with video_format='mp4'); it takes fps=, "
+                "video_codec= and options={'crf': ..., 'preset': ..., 'threads': ...}."
+            ) from None
+        settings.pop("fps", None)
         return settings
 
     def _stream(self) -> None:

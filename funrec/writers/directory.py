@@ -61,8 +61,7 @@ class VideoDirectory:
             the other, as CSVLogger does.
           step: the step in the file name; by default 0, 1, 2... per name.
           **kwargs: :func:`open_video` arguments for this video (e.g. ``fps``); the
-            CSVLogger spellings ``video_codec=`` and ``options={"crf": ..., "preset": ...}``
-            are understood too.
+            CSVLogger spellings are understood too (see :func:`from_csvlogger`).
 
         Returns:
           The path written.
@@ -78,14 +77,47 @@ class VideoDirectory:
             self._counters[name] += 1
         suffix = "" if self.format == "png" else f".{self.format}"
         path = self.root / "videos" / f"{name}_{step}{suffix}"
-        options = {**self.video_kwargs, **kwargs}
-        if "video_codec" in options:
-            options["codec"] = options.pop("video_codec")
-        for name, value in (options.pop("options", None) or {}).items():
-            options[name] = int(value) if name == "crf" else value
+        options = from_csvlogger({**self.video_kwargs, **kwargs}, f"log_video({name!r})")
         with open_video(path, format=self.format, **options) as writer:
             writer.write(video.flatten(0, 1) if video.ndim == 5 else video)
         return path
 
     def __repr__(self) -> str:
         return f"VideoDirectory({str(self.root)!r}, format={self.format!r})"
+
+
+# The encoder options TorchRL's CSVLogger passes as strings, and their types here.
+_CSV_OPTIONS: dict[str, type] = {"crf": int, "preset": str, "threads": int}
+
+
+def from_csvlogger(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """:func:`open_video` arguments from TorchRL CSVLogger's spellings of them.
+
+    Args:
+      kwargs: video arguments as CSVLogger takes them: ``video_codec=`` and
+        ``options={"crf": "17", "preset": "fast", "threads": "1"}`` (strings or
+        numbers); every other key passes through.
+      where: who asks, for the error message.
+
+    Returns:
+      The arguments with ``codec=`` and typed ``crf=``/``preset=``/``threads=``.
+
+    Raises:
+      ValueError: an option funrec's writer does not take, named.
+
+    Example:
+      >>> from_csvlogger({"fps": 30, "options": {"crf": "17"}}, "log_video")
+      {'fps': 30, 'crf': 17}
+    """
+    out = dict(kwargs)
+    if "video_codec" in out:
+        out["codec"] = out.pop("video_codec")
+    options = dict(out.pop("options", None) or {})
+    unknown = sorted(set(options) - set(_CSV_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"{where}: options {unknown} cannot be passed to funrec's writer; it takes "
+            f"options with keys {sorted(_CSV_OPTIONS)}."
+        )
+    out.update({key: _CSV_OPTIONS[key](value) for key, value in options.items()})
+    return out
