@@ -223,7 +223,7 @@ def test_a_bad_done_shape_names_the_key_and_the_batch():
 os.environ.setdefault(
     "XLAND_MINIGRID_CACHE", str(Path(tempfile.gettempdir()) / "funrec-xland-minigrid-cache")
 )
-xminigrid = pytest.importorskip("xminigrid")
+import xminigrid  # noqa: E402 - the envs extra installs it; it reads the cache path on import
 
 
 @pytest.fixture(scope="module")
