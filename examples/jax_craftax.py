@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from craftax.craftax_env import make_craftax_env_from_name
 
 import funrec
-from funrec.writers import open_video, write_drained
+from funrec.writers import open_video
 
 ENV = "Craftax-Classic-Pixels-v1"
 
@@ -75,9 +75,7 @@ def record(envs: int, steps: int, chunk: int, out: Path, max_steps: int = 32, se
         return state, observations
 
     state, observations = jax.jit(rollout)(jax.random.key(seed))
-    for writer, env_state in zip(writers, funrec_jax.export(state), strict=True):
-        write_drained(env_state, {"video": writer})  # the last partial chunk
-        writer.close()
+    funrec_jax.finish(state, [{"video": w} for w in writers])  # the last partial chunk
     return state, observations
 
 

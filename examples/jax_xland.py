@@ -25,7 +25,7 @@ from xminigrid.experimental.img_obs import RGBImgObservationWrapper
 from xminigrid.wrappers import GymAutoResetWrapper
 
 import funrec
-from funrec.writers import open_video, write_drained
+from funrec.writers import open_video
 
 
 def record(envs: int, steps: int, chunk: int, out: Path, max_steps: int = 16, seed: int = 0):
@@ -74,9 +74,7 @@ def record(envs: int, steps: int, chunk: int, out: Path, max_steps: int = 16, se
         return state, observations
 
     state, observations = jax.jit(rollout)(jax.random.key(seed))
-    for writer, env_state in zip(writers, funrec_jax.export(state), strict=True):
-        write_drained(env_state, {"video": writer})  # the last partial chunk
-        writer.close()
+    funrec_jax.finish(state, [{"video": w} for w in writers])  # the last partial chunk
     return state, observations
 
 

@@ -179,3 +179,31 @@ def test_frames_of_another_size_than_the_writer_was_opened_with_are_refused(tmp_
             writer.write(torch.zeros(1, 3, 6, 10, dtype=torch.uint8))
         writer.write(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))  # the writer stays usable
     assert read_video(tmp_path / "clip.pt").shape == (2, 3, 8, 8)
+
+
+def test_finish_writes_the_last_partial_chunk_and_closes_every_writer(tmp_path):
+    rec = funrec_jax.named(
+        video=funrec_jax.frames(max_frames=4), stats=funrec_jax.episode_stats(max_episodes=8)
+    )
+    writers = [open_video(tmp_path / f"env{e}.mp4", size=(6, 10)) for e in range(2)]
+    state = run(rec, [{"video": w} for w in writers], steps=10, k=4, n_envs=2)
+    per_env = funrec_jax.finish(state, [{"video": w} for w in writers])
+    for e, env_state in enumerate(per_env):
+        video = read_video(tmp_path / f"env{e}.mp4")  # finished: decodable, all 10 frames
+        assert len(video) == 10
+        red = video[:, 0].float().mean((1, 2))  # the step, stamped in red (lossy mp4)
+        assert (red - torch.arange(10)).abs().max() < 3
+        assert len(funrec.video(env_state["video"])) == 0
+        assert funrec.counts(env_state["video"]) == funrec.Counts(10, 10, 0, 0)
+        assert [ep.length for ep in funrec.episodes(env_state["stats"])] == [5, 5]
+    with pytest.raises(funrec.writers.WriterError, match="closed"):
+        writers[0].write(torch.zeros(1, 3, 6, 10, dtype=torch.uint8))
+
+
+def test_finish_closes_the_other_writers_when_one_fails(tmp_path):
+    rec = funrec_jax.frames(max_frames=4)
+    good, bad = open_video(tmp_path / "good.pt"), open_video(tmp_path / "bad.pt", size=(2, 2))
+    state = run(rec, [good, bad], steps=2, k=4, n_envs=2)  # nothing streamed yet
+    with pytest.raises(ValueError, match="size"):  # 6x10 frames into a 2x2 writer
+        funrec_jax.finish(state, [good, bad])
+    assert read_video(tmp_path / "good.pt")[:, 0, 0, 0].tolist() == [0, 1]

@@ -20,7 +20,7 @@ from funrec_jax.recorders import (
     frames,
     tensordicts,
 )
-from funrec_jax.stream import drain, write_drained
+from funrec_jax.stream import drain, finish, write_drained
 
 __all__ = [
     "EpisodeStatsState",
@@ -32,6 +32,7 @@ __all__ = [
     "episode_stats",
     "every",
     "export",
+    "finish",
     "frames",
     "named",
     "on_episodes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -109,6 +110,50 @@ def write_drained(state: Any, writer: Any, *, when: Any = True) -> Any:
     if names is None:
         return drain(state, when)
     return NamedState([(n, drain(s, when) if n in names else s) for n, s in state.items()])
+
+
+def finish(state: Any, writer: Any) -> Any:
+    """After the jitted call: writes what ``state`` still holds and closes the writers.
+
+    The frames recorded after the last :func:`write_drained` inside the scan are
+    still in the rings; this writes them with ``funrec.writers.write_drained``
+    and closes every writer (a finished file each), even if one of them fails.
+
+    Args:
+        state: the ``funrec_jax`` state the jitted call returned.
+        writer: what :func:`write_drained` was given in the scan.
+
+    Returns:
+        The core state, drained (for a batched state a tuple, one per env in the
+        order of ``writer``): episodes and items without a writer stay in it.
+
+    Example:
+        >>> import tempfile, jax, jax.numpy as jnp, funrec_jax
+        >>> from funrec.writers import open_video, read_video
+        >>> rec = funrec_jax.frames(max_frames=4)
+        >>> data = {"pixels": jnp.zeros((16, 16, 3), jnp.uint8)}
+        >>> w = open_video(tempfile.mkdtemp() + "/clip.mp4")
+        >>> def body(state, t):
+        ...     state = rec.step(state, data)
+        ...     return funrec_jax.write_drained(state, w, when=t % 4 == 3), None
+        >>> state, _ = jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(6)))(rec.init(data))
+        >>> _ = funrec_jax.finish(state, w)  # the last 2 frames, then close
+        >>> len(read_video(w.path))
+        6
+    """
+    from funrec.writers import write_drained as write_core
+
+    envs = math.prod(batch_shape(state)) if batch_shape(state) else None
+    if envs is not None:
+        _check_per_env(writer, envs)
+    core = export(state)
+    pairs = list(zip(_flat(core), writer, strict=True)) if envs else [(core, writer)]
+    with contextlib.ExitStack() as closing:
+        for _, entry in pairs:
+            for w in entry.values() if isinstance(entry, Mapping) else [entry]:
+                closing.callback(w.close)
+        drained = [write_core(core, entry) for core, entry in pairs]
+    return tuple(drained) if envs is not None else drained[0]
 
 
 def _write_frames(state: Any, writers: list[Any]) -> Any:
