@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import termios
@@ -58,6 +59,12 @@ def small_disk(directory: Path, size: str = "2m"):
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
+def ctrl_c_reaches_it() -> None:
+    """A ``preexec_fn``: the child takes SIGINT as Ctrl-C even when the test run ignores it
+    (under ``nohup``, say, whose ignored SIGINT a child would inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_python(script: str, *args: object, stdin: int | None = None) -> subprocess.Popen:
     """Starts ``python -c script *args`` in the repository; its stdout is a text pipe."""
     return subprocess.Popen(
@@ -66,6 +73,7 @@ def run_python(script: str, *args: object, stdin: int | None = None) -> subproce
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=ctrl_c_reaches_it,
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from faults import ctrl_c_reaches_it
 from funrec_cli import sheet
 from funrec_cli.errors import CliError
 from funrec_cli.inspection import describe, render
@@ -412,6 +413,7 @@ def test_ctrl_c_stops_the_recording_and_keeps_what_was_recorded(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     while not partials(out / "video.mp4"):  # recording has started (into the partial)
         assert process.poll() is None, process.communicate()
