@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import io_callback
 
-from benchmarks.harness import Config, Section, Stats, interleave, ratios
+from benchmarks.harness import Config, Section, Stats, interleave, ratios, table
 from funrec.writers import open_video
 
 NAME = "jax_record"
@@ -40,6 +40,7 @@ PLAIN, RING, STREAM = "scan, no recording", "scan + funrec_jax ring", "scan + ri
 COPY = "scan + bare ring.at[t % K].set(frame) (copy limit)"
 FLOOR = "scan + ring + io_callback doing nothing (handover floor)"
 TARGET = 1.10
+XLAND_RING = 16  # 8 envs x 16 frames of 224x224x3: an 18.4 MiB chunk, under 32 MiB
 
 
 def _timed(compiled: Callable[..., Any], args: tuple, steps: int) -> Callable[[], float]:
@@ -59,8 +60,8 @@ def _compiled(fn: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], f
     return compiled, time.perf_counter() - start
 
 
-def synthetic(steps: int, chunk: int, workdir: Path) -> tuple[dict, dict, list]:
-    """Contenders for the synthetic 84x84x3 scan."""
+def synthetic(steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, dict, list]:
+    """Contenders for the synthetic 84x84x3 scan (all of them, or ``kinds``)."""
     ys, xs = jnp.mgrid[0:84, 0:84]
 
     def render(t):
@@ -71,7 +72,7 @@ def synthetic(steps: int, chunk: int, workdir: Path) -> tuple[dict, dict, list]:
 
     recorder = funrec_jax.frames("pixels", max_frames=chunk)
     first = render(0)
-    writer = open_video(workdir / "synthetic.pt", size=(84, 84))  # starts before the scan
+    writer = open_video(workdir / f"synthetic{chunk}.pt", size=(84, 84))  # starts before the scan
 
     def rollout(record: bool | str, stream: bool):
         def run(first, state):
@@ -96,10 +97,11 @@ def synthetic(steps: int, chunk: int, workdir: Path) -> tuple[dict, dict, list]:
         return run
 
     state = recorder.init({"pixels": first})
-    return (*_contenders(rollout, (first, state), steps, copy_limit=True), [writer])
+    kinds = kinds or (PLAIN, COPY, RING, FLOOR, STREAM)
+    return (*_contenders(rollout, (first, state), steps, kinds), [writer])
 
 
-def xland(envs: int, steps: int, chunk: int, workdir: Path) -> tuple[dict, dict, list]:
+def xland(envs: int, steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, dict, list]:
     """Contenders for XLand-MiniGrid DoorKey-5x5 with RGB observations under vmap."""
     import xminigrid
     from xminigrid.experimental.img_obs import RGBImgObservationWrapper
@@ -111,7 +113,7 @@ def xland(envs: int, steps: int, chunk: int, workdir: Path) -> tuple[dict, dict,
         video=funrec_jax.frames("pixels", max_frames=chunk),
         stats=funrec_jax.episode_stats(max_episodes=64),
     )
-    writers = [open_video(workdir / f"xland{i}.pt", size=(224, 224)) for i in range(envs)]
+    writers = [open_video(workdir / f"xland{chunk}-{i}.pt", size=(224, 224)) for i in range(envs)]
 
     def data(timestep):
         return {
@@ -146,7 +148,8 @@ def xland(envs: int, steps: int, chunk: int, workdir: Path) -> tuple[dict, dict,
 
         return run
 
-    return (*_contenders(rollout, (first, state), steps), writers)
+    kinds = kinds or (PLAIN, RING, FLOOR, STREAM)
+    return (*_contenders(rollout, (first, state), steps, kinds), writers)
 
 
 def _handover_floor(state, when):
@@ -164,21 +167,32 @@ def _skip(state: Any) -> None:
     return None
 
 
-def _contenders(rollout, args, steps, copy_limit=False):
+SWEPT = (PLAIN, FLOOR, STREAM)
+
+
+def _measure(build, repeats):
+    """Builds, compiles and measures one case's contenders side by side; closes its writers."""
+    contenders, compile_times, writers = build()
+    m = interleave(contenders, repeats)
+    for w in writers:
+        w.close()
+    return m, compile_times
+
+
+def _contenders(rollout, args, steps, kinds):
+    how = {PLAIN: (False, False), COPY: ("copy", False), RING: (True, False)}
+    how |= {FLOOR: (True, "floor"), STREAM: (True, True)}
     out, compile_times = {}, {}
-    kinds = [
-        (PLAIN, False, False),
-        (RING, True, False),
-        (FLOOR, True, "floor"),
-        (STREAM, True, True),
-    ]
-    if copy_limit:
-        kinds.insert(1, (COPY, "copy", False))
-    for name, record, stream in kinds:
-        compiled, seconds = _compiled(rollout(record, stream), *args)
+    for name in kinds:
+        compiled, seconds = _compiled(rollout(*how[name]), *args)
         compile_times[name] = seconds
         out[name] = _timed(compiled, args, steps)
     return out, compile_times
+
+
+def _chunk_mb(case: str, chunk: int) -> float:
+    frame = 84 * 84 * 3 if case == "synthetic" else 8 * 224 * 224 * 3
+    return chunk * frame / 2**20
 
 
 def run(cfg: Config) -> Section:
@@ -186,21 +200,25 @@ def run(cfg: Config) -> Section:
     os.environ.setdefault(
         "XLAND_MINIGRID_CACHE", str(Path(tempfile.gettempdir()) / "funrec-xland-minigrid-cache")
     )
+    steps, chunk = cfg.size(1000, 64), cfg.size(500, 16)
     cases = {
-        f"synthetic 84x84x3, T={cfg.size(1000, 64)}, ring {cfg.size(64, 16)}": lambda: synthetic(
-            cfg.size(1000, 64), cfg.size(64, 16), cfg.workdir
-        ),
+        f"synthetic 84x84x3, T={steps}, ring {chunk}": lambda: synthetic(steps, chunk, cfg.workdir),
+    }
+    # The chunk sizes swept: a chunk is what one callback hands over (envs x ring x frame).
+    sweeps = {
+        "synthetic": [
+            (k, lambda k=k: synthetic(steps, k, cfg.workdir, SWEPT))
+            for k in (cfg.size(50, 4), cfg.size(125, 8), cfg.size(250, 32), cfg.size(1000, 64))
+        ]
     }
     if not cfg.quick:  # compiling XLand takes tens of seconds: not for the smoke test
-        cases["XLand DoorKey-5x5 224x224x3, N=8, T=128, ring 32"] = lambda: xland(
-            8, 128, 32, cfg.workdir
+        cases[f"XLand DoorKey-5x5 224x224x3, N=8, T=128, ring {XLAND_RING}"] = lambda: xland(
+            8, 128, XLAND_RING, cfg.workdir
         )
+        sweeps["XLand"] = [(k, lambda k=k: xland(8, 128, k, cfg.workdir, SWEPT)) for k in (8, 32)]
     rows, checks, met = [], [], True
     for case, build in cases.items():
-        contenders, compile_times, writers = build()
-        m = interleave(contenders, cfg.repeats)
-        for w in writers:
-            w.close()
+        m, compile_times = _measure(build, cfg.repeats)
         for name, values in m.items():
             over = ratios(values, m[PLAIN])
             label = f"{case.split(',')[0]} {name.removeprefix('scan + ')} {over.median:.2f}x"
@@ -218,6 +236,14 @@ def run(cfg: Config) -> Section:
                     over.show(digits=2),
                     f"{compile_times[name]:.2f}",
                 ]
+            )
+    sweep_rows = []
+    for case, builds in sweeps.items():
+        for k, build in builds:
+            m, _ = _measure(build, cfg.repeats)
+            sweep_rows.append(
+                [case, str(k), f"{_chunk_mb(case, k):.1f}"]
+                + [ratios(m[name], m[PLAIN]).show(digits=2) for name in (FLOOR, STREAM)]
             )
     return Section(
         title="9. Recording inside jax.jit (funrec_jax)",
@@ -238,9 +264,26 @@ def run(cfg: Config) -> Section:
             "memory with or without recording; the copy limit is that scan plus a bare "
             "`ring.at[t % K].set(frame)`, the least any recorder can cost there.",
             "Streaming: every K steps (K = the ring's capacity) an ordered "
-            "`jax.experimental.io_callback` under `lax.cond` hands the rings to the host. JAX "
-            "copies them into the callback's buffers (the handover floor row: the same "
-            "callback doing nothing). On the host each ring's held frames go to their open "
+            "`jax.experimental.io_callback` under `lax.cond` hands the rings to the host. "
+            "What the handover costs is JAX's (the handover floor row: the same callback "
+            "doing nothing): XLA's CPU callback receives its operands as numpy arrays copied "
+            "out of XLA's buffers, and `io_callback` then `device_put`s them, which copies "
+            "them once more unless they are 64-byte aligned (numpy aligns to 16); and each "
+            "call has a fixed cost of a few tenths of a millisecond. So the size of a chunk "
+            "(envs x K x frame bytes) decides: small chunks pay the fixed cost often, and "
+            "chunks above 32 MiB (glibc's largest mmap threshold) are copied into fresh, "
+            "page-faulting memory at every call. The table above uses "
+            f"K = {chunk} for the synthetic scan ({_chunk_mb('synthetic', chunk):.1f} MiB "
+            f"chunks) and K = {XLAND_RING} for XLand (8 envs x {XLAND_RING} frames = "
+            f"{_chunk_mb('XLand', XLAND_RING):.1f} MiB); the sweep below shows the handover "
+            "floor and the streaming cost at other K, each row's contenders measured side by "
+            "side against its own scan without recording. Choose K so that a chunk is a few "
+            "MiB and under 32 MiB.",
+            table(
+                ["rollout", "K", "chunk MiB", "floor / no recording", "streaming / no recording"],
+                sweep_rows,
+            ),
+            "On the host each ring's held frames go to their open "
             "`.pt` writer (opened with `size=`, so it started before the scan) as one view of "
             "the callback's buffer: the writer's own copy (channels-first for `.pt`) is the "
             "only one; counts and layout go to the sidecar through the core's "
