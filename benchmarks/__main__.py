@@ -33,6 +33,7 @@ SCENARIOS = (
     "gym_record_video",
     "rollout_memory",
     "jax_record",
+    "parallel_seed",
 )
 PACKAGES = (
     "torch",
