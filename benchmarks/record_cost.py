@@ -24,7 +24,10 @@ frames, cycled), skip=1:
 from __future__ import annotations
 
 import os
+import resource
+import statistics
 import time
+from collections import defaultdict
 from collections.abc import Callable
 
 import funrec_torchrl
@@ -34,7 +37,7 @@ import torchrl.record
 from tensordict import TensorDict
 
 import funrec
-from benchmarks.harness import Config, Section, Stats, interleave, ratios
+from benchmarks.harness import Config, Section, Stats, interleave, ratios, table
 from funrec import rules
 from funrec.recorders import FramesState, _count, _keep
 
@@ -54,29 +57,45 @@ ADAPTER, TORCHRL = "funrec_torchrl VideoRecorder", "TorchRL VideoRecorder"
 HELD_TO_TARGET = (FOLD, ADAPTER)
 
 
-def _per_step(steps: int, work: Callable[[int], object]) -> float:
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _per_step(
+    steps: int, work: Callable[[int], object], faults: list[float] | None = None
+) -> float:
+    """Seconds per call of ``work(i)``; appends minor page faults per call to ``faults``."""
+    before = _minor_faults()
     start = time.perf_counter()
     for i in range(steps):
         work(i)
-    return (time.perf_counter() - start) / steps
+    seconds = time.perf_counter() - start
+    if faults is not None:
+        faults.append((_minor_faults() - before) / steps)
+    return seconds / steps
 
 
 def contenders(
-    batch: tuple[int, ...], shape: tuple[int, ...], steps: int
+    batch: tuple[int, ...], shape: tuple[int, ...], steps: int, faults: dict[str, list[float]]
 ) -> dict[str, Callable[[], float]]:
-    """The contenders at one frame size, each returning seconds per step."""
+    """The contenders at one frame size, each returning seconds per step.
+
+    Each also appends its minor page faults per step (first touches of memory
+    new to the process) to ``faults[name]``, counted over the same steps it times.
+    """
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (*batch, *shape), dtype=np.uint8) for _ in range(POOL)]
     tds = [TensorDict({"pixels": torch.from_numpy(a)}, batch_size=batch) for a in pool]
 
     def copy_limit() -> float:
         buffer = np.ones((steps, *batch, *shape), np.uint8)  # allocated and touched
-        return _per_step(steps, lambda i: np.copyto(buffer[i], pool[i % POOL]))
+        return _per_step(steps, lambda i: np.copyto(buffer[i], pool[i % POOL]), faults[LIMIT])
 
     def preallocated() -> float:
-        start = time.perf_counter()
+        before, start = _minor_faults(), time.perf_counter()
         buffer = np.ones((steps, *batch, *shape), np.uint8)
         _per_step(steps, lambda i: np.copyto(buffer[i], pool[i % POOL]))
+        faults[PREALLOC].append((_minor_faults() - before) / steps)
         return (time.perf_counter() - start) / steps
 
     def fresh_copies() -> float:
@@ -87,7 +106,7 @@ def contenders(
             np.copyto(out, pool[i % POOL])
             kept.append(out)
 
-        return _per_step(steps, step)
+        return _per_step(steps, step, faults[FRESH])
 
     def fold(drain: bool) -> Callable[[], float]:
         def measure() -> float:
@@ -99,14 +118,14 @@ def contenders(
                 if drain:
                     _, box[0] = funrec.drain(box[0])
 
-            return _per_step(steps, step)
+            return _per_step(steps, step, faults[STREAM if drain else FOLD])
 
         return measure
 
-    def adapter(cls: type) -> Callable[[], float]:
+    def adapter(cls: type, name: str) -> Callable[[], float]:
         def measure() -> float:
             rec = cls(None, "bench", skip=1, make_grid=True if batch else None)
-            return _per_step(steps, lambda i: rec.forward(tds[i % POOL]))
+            return _per_step(steps, lambda i: rec.forward(tds[i % POOL]), faults[name])
 
         return measure
 
@@ -116,68 +135,135 @@ def contenders(
         PREALLOC: preallocated,
         FOLD: fold(drain=False),
         STREAM: fold(drain=True),
-        ADAPTER: adapter(funrec_torchrl.VideoRecorder),
-        TORCHRL: adapter(torchrl.record.VideoRecorder),
+        ADAPTER: adapter(funrec_torchrl.VideoRecorder, ADAPTER),
+        TORCHRL: adapter(torchrl.record.VideoRecorder, TORCHRL),
     }
 
 
-def profile(steps: int, repeats: int) -> dict[str, Stats]:
-    """Where the steady-state step of ``frames()`` spends its time, at 84x84x3.
+# The pieces of a held 84x84x3 step, measured side by side (see ``pieces``).
+P_LIMIT = "copy limit (np.copyto into a touched buffer)"
+P_CLONE_KEPT = "clone(), kept"
+P_CLONE_VIEW = "clone() + movedim to the [3, H, W] view, kept (the step's torch work)"
+P_CLONE_REUSED = "clone(), dropped at once (memory reused)"
+P_GET = "TensorDict.get (the step reads the dict instead)"
+P_CHECKS = "layout checks (dtype, shape, device, grad)"
+P_COUNT = "count (rules.count's increment, cached)"
+P_APPEND = "queue append"
+P_STATE = "FramesState(...)"
+P_FOLD = "frames() step"
+P_NAMED = "named(video=frames()) step"
+P_ADAPTER = "funrec_torchrl VideoRecorder.forward"
 
-    Each part of the step is timed alone, as the step runs it (the same calls
-    on the same values), ``steps`` times per repeat; the parts are not
-    interleaved with each other, so read them against the whole step and the
-    copy limit measured in the same loop.
+
+def pieces(steps: int, repeats: int) -> dict[str, list[float]]:
+    """What bounds a held 84x84x3 step: its parts and its layers, side by side.
+
+    Every piece runs the same calls on the same values as the steady-state step
+    of ``frames()`` (or as the layers above it: ``named()``, the adapter),
+    ``steps`` times, as one contender of :func:`interleave`, so that each is
+    measured in the same rounds as the copy limit.
+
+    Returns:
+        piece name -> seconds per step, one value per round.
     """
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (84, 84, 3), dtype=np.uint8) for _ in range(POOL)]
     tensors = [torch.from_numpy(a) for a in pool]
     tds = [TensorDict({"pixels": t}) for t in tensors]
-    rec = funrec.frames("pixels")
     admission = rules.admit(0, None, "drop_newest")
-    shape, clone = torch.Size((84, 84, 3)), tensors[0].clone()
-
-    def whole(i: int) -> None:
-        box[0] = rec.step(box[0], tds[i % POOL])
-
-    def kept_clone(i: int) -> None:
-        box.append(tensors[i % POOL].clone())
+    shape = torch.Size((84, 84, 3))
+    counts, state = funrec.Counts(), FramesState()
 
     def check(i: int) -> bool:
         t = tensors[i % POOL]
         return t.dtype is torch.uint8 and t.shape == shape and t.is_cpu and not t.requires_grad
 
-    buffer = np.ones((steps, 84, 84, 3), np.uint8)
-    counts, state = funrec.Counts(), FramesState()
-    parts: dict[str, Callable[[int], object]] = {
-        "copy limit (np.copyto into a touched buffer)": lambda i: np.copyto(
-            buffer[i], pool[i % POOL]
-        ),
-        "whole step, frames() holding every frame": whole,
-        "TensorDict.get, which the step skips (it reads the dict)": lambda i: tds[i % POOL].get(
-            "pixels"
-        ),
-        "layout checks (dtype, shape, device, grad)": check,
-        "clone into fresh memory, kept": kept_clone,
-        "clone, memory reused (dropped at once)": lambda i: tensors[i % POOL].clone(),
-        "movedim to the [3, H, W] view": lambda i: clone.movedim(-1, -3),
-        "count (rules.count's increment, cached)": lambda i: _count(counts, admission),
-        "queue append": lambda i: _keep(state.items, admission, i),
-        "FramesState(...)": lambda i: FramesState(state.items, counts, None, 0, 0),
-    }
-    times: dict[str, list[float]] = {name: [] for name in parts}
-    for _ in range(repeats + 1):
-        for name, work in parts.items():
-            box: list = [rec.init()]
-            times[name].append(_per_step(steps, work))
-    return {name: Stats.of(values[1:]) for name, values in times.items()}
+    def kept(make: Callable[[int], object]) -> Callable[[], float]:
+        def measure() -> float:
+            box: list[object] = []
+            return _per_step(steps, lambda i: box.append(make(i)))
+
+        return measure
+
+    def folded(rec: funrec.Recorder) -> Callable[[], float]:
+        def measure() -> float:
+            box = [rec.init()]
+
+            def step(i: int) -> None:
+                box[0] = rec.step(box[0], tds[i % POOL])
+
+            return _per_step(steps, step)
+
+        return measure
+
+    def adapter() -> float:
+        rec = funrec_torchrl.VideoRecorder(None, "bench", skip=1)
+        return _per_step(steps, lambda i: rec.forward(tds[i % POOL]))
+
+    def alone(work: Callable[[int], object]) -> Callable[[], float]:
+        return lambda: _per_step(steps, work)
+
+    def copy_limit() -> float:
+        buffer = np.ones((steps, 84, 84, 3), np.uint8)
+        return _per_step(steps, lambda i: np.copyto(buffer[i], pool[i % POOL]))
+
+    return interleave(
+        {
+            P_LIMIT: copy_limit,
+            P_CLONE_KEPT: kept(lambda i: tensors[i % POOL].clone()),
+            P_CLONE_VIEW: kept(lambda i: tensors[i % POOL].clone().movedim(-1, -3)),
+            P_CLONE_REUSED: alone(lambda i: tensors[i % POOL].clone()),
+            P_GET: alone(lambda i: tds[i % POOL].get("pixels")),
+            P_CHECKS: alone(check),
+            P_COUNT: alone(lambda i: _count(counts, admission)),
+            P_APPEND: alone(lambda i: _keep(state.items, admission, i)),
+            P_STATE: alone(lambda i: FramesState(state.items, counts, None, 0, 0)),
+            P_FOLD: folded(funrec.frames("pixels")),
+            P_NAMED: folded(funrec.named(video=funrec.frames("pixels"))),
+            P_ADAPTER: adapter,
+        },
+        repeats,
+    )
+
+
+def bounds(m: dict[str, list[float]]) -> str:
+    """The pieces as a Markdown table, then what they add up to, in words."""
+    rows = [
+        [name, Stats.of(values).show(1e6, 2), ratios(values, m[P_LIMIT]).show(digits=2)]
+        for name, values in m.items()
+    ]
+
+    def median(name: str) -> float:
+        return Stats.of(m[name]).median * 1e6
+
+    def over(name: str) -> str:
+        return f"{ratios(m[name], m[P_LIMIT]).median:.1f}x"
+
+    python = median(P_FOLD) - median(P_CLONE_VIEW)
+    named = median(P_NAMED) - median(P_FOLD)
+    transform = median(P_ADAPTER) - median(P_NAMED)
+    return (
+        table(["piece of a held 84x84x3 step", "µs/step", "/ copy limit"], rows)
+        + "\n\n"
+        + f"What bounds 84x84 (medians of this table): the clone a held frame needs costs "
+        f"{over(P_CLONE_KEPT)} the copy limit by itself, and with the view that makes it "
+        f"`[3, H, W]` {over(P_CLONE_VIEW)}; the whole `frames()` step costs {over(P_FOLD)}, "
+        f"so the rest of the step (reading the key, checks, admission, count, queue, state) "
+        f"is about {python:.1f} µs of Python. `named()` adds {named:+.1f} µs "
+        f"({over(P_NAMED)} in all) and the TorchRL transform's `forward` {transform:+.1f} µs "
+        f"more ({over(P_ADAPTER)})."
+    )
 
 
 def run(cfg: Config) -> Section:
     """Measures the per-step cost at each frame size; target: funrec <= 2x the copy limit."""
     rows, checks, met = [], [], True
+    faults_at: dict[str, dict[str, float]] = {}
     for size, (batch, shape, steps) in SIZES.items():
-        m = interleave(contenders(batch, shape, cfg.size(steps, 20)), cfg.repeats)
+        faults: dict[str, list[float]] = defaultdict(list)
+        m = interleave(contenders(batch, shape, cfg.size(steps, 20), faults), cfg.repeats)
+        # The warm-up round's faults are dropped, as its times are.
+        faults_at[size] = {name: statistics.median(f[1:]) for name, f in faults.items()}
         for name, values in m.items():
             over_limit = ratios(values, m[LIMIT])
             if name in HELD_TO_TARGET:
@@ -191,11 +277,13 @@ def run(cfg: Config) -> Section:
                     Stats.of(values).show(1e6),
                     over_limit.show(digits=1),
                     ratios(m[TORCHRL], values).show(digits=2),
+                    f"{faults_at[size][name]:.0f}",
                 ]
             )
-    parts = profile(cfg.size(2000, 20), cfg.repeats)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    breakdown = "; ".join(f"{name}: {stats.show(1e6, 2)} µs" for name, stats in parts.items())
+    breakdown = bounds(pieces(cfg.size(2000, 20), cfg.repeats))
+    held = faults_at["400x600x3"]
+    pages = 400 * 600 * 3 / resource.getpagesize()
     verdict = (
         f"{'met' if met else 'not met'}, funrec / copy limit (at most 2x): "
         + "; ".join(checks)
@@ -206,7 +294,14 @@ def run(cfg: Config) -> Section:
         target="funrec <= 2x the copy limit at every size "
         "(i.e. >= 5x faster than TorchRL at 84x84, >= 9x on the 16-env batch).",
         verdict=verdict,
-        headers=["frame", "contender", "µs/step", "/ copy limit", "TorchRL / this"],
+        headers=[
+            "frame",
+            "contender",
+            "µs/step",
+            "/ copy limit",
+            "TorchRL / this",
+            "minor page faults/step",
+        ],
         rows=rows,
         notes=[
             "Each cell: median (min–max) over the repeats; ratios are per repeat, then "
@@ -228,20 +323,31 @@ def run(cfg: Config) -> Section:
             "per admission by the rule), appends to the queue and builds one "
             "`FramesState`. Any other frame goes through `normalize` as before. The last "
             "full run before it measured `frames()` at 4.4x and the adapter at 5.8x at 84x84.",
-            "Where the steady-state step goes, at 84x84x3 (each part timed alone as the "
-            "step runs it, median (min–max) per step over the repeats; load average "
-            f"{load}): {breakdown}. What bounds 84x84: the two torch calls a held frame "
-            "needs (a clone into fresh memory and the view that makes it `[3, H, W]`) "
-            "cost by themselves about twice the copy limit; the rest of the step is "
-            "about 1–3 µs of Python. A recorder under 2x would need a frame without its "
-            "own torch allocation and view (e.g. numpy copies into a slab, views made in "
-            "bulk by `unbind`: about a third less for the copy in a micro-benchmark), "
-            "with an ownership rule so that branching states never share a slot; not done. "
-            "The adapter adds the `named()` layer (one `NamedState` per step) and its "
-            "TorchRL transform calls.",
-            "Held 400x600 frames: the cost is the first touch of new memory, and "
-            "preallocating does not remove it: 'copy into a buffer preallocated by "
-            "capacity' (allocation and touch timed) costs what fresh copies cost. In fresh "
+            "Where the steady-state step goes, at 84x84x3: each piece runs the calls the "
+            "step runs, on the same values, as a contender of its own, side by side with the "
+            "copy limit (the same rotation as above; median (min–max) per step over the "
+            f"repeats; load average {load} at the end):",
+            breakdown,
+            "A recorder under 2x at 84x84 would need a frame without its own torch "
+            "allocation and view (e.g. numpy copies into a slab, views made in bulk by "
+            "`unbind`: about a third less for the copy in a micro-benchmark), with an "
+            "ownership rule so that branching states never share a slot; not done.",
+            f"Held 400x600 frames: the cost is the first touch of new memory. A frame "
+            f"spans {pages:.0f} pages of {resource.getpagesize() // 1024} KiB; the minor "
+            f"page faults per step measured above (`getrusage` deltas over the timed steps, "
+            f"median over the repeats) are {held[FOLD]:.0f} for `frames()` holding every "
+            f"frame, {held[FRESH]:.0f} for copies into fresh memory kept, "
+            f"{held[PREALLOC]:.0f} for the buffer preallocated by capacity (its "
+            f"allocation and touch timed), against {held[LIMIT]:.0f} for the copy limit "
+            f"and {held[STREAM]:.0f} for `frames()` drained every step (streaming). "
+            "The last column of the table reads the same way at every size: a contender "
+            "whose frames land in pages new to the process faults about once per page "
+            "(the kernel zeroes each page on its first touch), one that gets memory the "
+            "process touched before (glibc reuses what an earlier round freed) faults "
+            "about 0 times; which one a holding contender gets depends "
+            "on the allocator's state, hence the spread from run to run. Preallocating "
+            "does not remove the first touch, it moves it (numpy asks for transparent "
+            "huge pages for large buffers: fewer faults, each zeroing 2 MiB). In fresh "
             "interpreters holding 300 frames (load 4–6) we measured: copy limit 80–150 "
             "µs/frame; `clone()` kept 460–1160; preallocated and touched (timed) 520–560; "
             "slabs of 12 frames in transparent huge pages (numpy's `madvise`; THP is "

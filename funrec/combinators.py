@@ -57,6 +57,13 @@ class NamedState(Mapping[str, State]):
     def __init__(self, states: Mapping[str, State] | Sequence[tuple[str, State]] = ()) -> None:
         self._states = dict(states)
 
+    @classmethod
+    def _of(cls, states: dict[str, State]) -> NamedState:
+        """A state around ``states`` itself, not copied: a new dict that nothing else holds."""
+        new = object.__new__(cls)
+        new._states = states
+        return new
+
     def __getitem__(self, name: str) -> State:
         try:
             return self._states[name]
@@ -356,7 +363,16 @@ def named(**recorders: Recorder) -> Recorder:
         return NamedState([(name, init_state(r, example)) for name, r in pairs])
 
     def step(state: NamedState, td: TensorDictBase) -> NamedState:
-        return NamedState([(name, r.step(state[name], td)) for name, r in pairs])
+        # A NamedState's own dict, read directly: its __getitem__ is a Python call per name.
+        states = state._states if type(state) is NamedState else state
+        stepped = {}
+        for name, r in pairs:
+            try:
+                inner = states[name]
+            except KeyError:
+                inner = state[name]  # NamedState's KeyError names the recorders there are
+            stepped[name] = r.step(inner, td)
+        return NamedState._of(stepped)
 
     return Recorder(init, step)
 

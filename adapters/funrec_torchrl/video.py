@@ -221,8 +221,11 @@ class VideoRecorder(torchrl.record.VideoRecorder):
 
         Its batch dims are read as consecutive frames, unless ``make_grid=True``.
         """
+        if not tensordict.batch_dims:  # one frame (or a stack): make_grid is read if needed
+            self._record(tensordict)
+            return tensordict
         grid = self.make_grid
-        if grid or not tensordict.batch_dims:
+        if grid:
             self._record(tensordict, grid)
         else:
             for td in tensordict.reshape(-1).unbind(0):
