@@ -362,8 +362,8 @@ def run(cfg: Config) -> Section:
             "allocator reuses a frame's memory once its last reference dies, which is why "
             "streaming (drain each step) runs at or under the copy limit.",
             "16x400x600x3 is the batch of the seed's ParallelEnv example (16 CartPole "
-            "envs, `rollout(30)`): the recording cost per step on top of the env, which is "
-            "not run here (16 worker processes on 2 shared cores would bury it in noise).",
+            "envs, `rollout(30)`): here the recording cost per step alone; section 10 runs "
+            "the example itself, rendered with and without recording.",
             "TorchRL is called as `VideoRecorder(None, tag, skip=1, make_grid=True if "
             "batched else None).forward(td)`, no logger (dump is scenario 6); funrec's "
             "adapter the same way "
