@@ -403,7 +403,7 @@ class _Sink(Protocol):
     order: str  # "HWC" or "CHW": the byte order of a frame
     shape: tuple[int, int, int]  # of one frame as sent (mp4: sides padded to even)
 
-    def send(self, frame: memoryview) -> None: ...  # one whole frame; raises OSError
+    def send(self, frames: memoryview) -> None: ...  # whole frames end to end; raises OSError
 
     def whole_frames(self) -> int: ...  # frames in the file now
 
@@ -447,11 +447,11 @@ class _FfmpegSink:
         with contextlib.suppress(AttributeError, OSError):  # kept at 64 KiB if refused
             fcntl.fcntl(self.pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
-    def send(self, frame: memoryview) -> None:
+    def send(self, frames: memoryview) -> None:
         sent = 0
         try:
-            while sent < len(frame):  # an unbuffered pipe may take part of a frame at a time
-                sent += self.pipe.write(frame[sent:]) or 0
+            while sent < len(frames):  # an unbuffered pipe may take part of them at a time
+                sent += self.pipe.write(frames[sent:]) or 0
         except BrokenPipeError:
             raise WriterError(_ffmpeg.failure(self.proc, self.log)) from None
 
@@ -493,11 +493,11 @@ class _RawSink:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self.bytes = 0
 
-    def send(self, frame: memoryview) -> None:
+    def send(self, frames: memoryview) -> None:
         sent = 0
-        try:
-            while sent < len(frame):
-                sent += os.write(self.fd, frame[sent:])
+        try:  # one write for many frames: a write per 21 KB frame cost 2.5x as much on ext4
+            while sent < len(frames):
+                sent += os.write(self.fd, frames[sent:])
         finally:
             self.bytes += sent
 
@@ -620,8 +620,8 @@ class _Stream:
                 # Every queued frame at once: one hand-off and one look at the file per batch.
                 batch = list(itertools.islice(self.pending, self.sent, None))
             try:
-                for buffer in batch:
-                    self.sink.send(buffer.numpy().data.cast("B"))
+                for frames in _spans(batch):
+                    self.sink.send(frames)
                 written = self.sink.whole_frames()
             except BaseException as err:  # reported in the caller's thread
                 with self.cond:
@@ -660,6 +660,24 @@ class _Stream:
         if self.sink.order == "CHW":
             return buffer
         return buffer[: self.size[0], : self.size[1]].permute(2, 0, 1)
+
+
+def _spans(frames: list[torch.Tensor]) -> Iterator[memoryview]:
+    """The bytes of queued frames, one memoryview per run of them lying end to end in a block."""
+    start = 0
+    for end in range(1, len(frames) + 1):
+        if end < len(frames) and _follows(frames[end - 1], frames[end]):
+            continue
+        block = frames[start]._base
+        offset = frames[start].data_ptr() - block.data_ptr()
+        yield block.numpy().data.cast("B")[offset : offset + (end - start) * frames[start].nbytes]
+        start = end
+
+
+def _follows(frame: torch.Tensor, after: torch.Tensor) -> bool:
+    """Whether ``after`` comes right after ``frame`` in the block both are views of."""
+    same = frame.untyped_storage().data_ptr() == after.untyped_storage().data_ptr()
+    return same and after.data_ptr() == frame.data_ptr() + frame.nbytes
 
 
 def read_video(path: str | Path) -> torch.Tensor:
