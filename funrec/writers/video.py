@@ -621,7 +621,7 @@ class _Stream:
                 # Every queued frame at once: one hand-off and one look at the file per batch.
                 batch = list(itertools.islice(self.pending, self.sent, None))
             try:
-                for frames in _spans(batch):
+                for frames in _blocks(batch):
                     self.sink.send(frames)
                 written = self.sink.whole_frames()
             except BaseException as err:  # reported in the caller's thread
@@ -678,22 +678,16 @@ class _Stream:
         return buffer[: self.size[0], : self.size[1]].permute(2, 0, 1)
 
 
-def _spans(frames: list[torch.Tensor]) -> Iterator[memoryview]:
-    """The bytes of queued frames, one memoryview per run of them lying end to end in a block."""
-    start = 0
-    for end in range(1, len(frames) + 1):
-        if end < len(frames) and _follows(frames[end - 1], frames[end]):
-            continue
-        block = frames[start]._base
-        offset = frames[start].data_ptr() - block.data_ptr()
-        yield block.numpy().data.cast("B")[offset : offset + (end - start) * frames[start].nbytes]
-        start = end
+def _blocks(frames: list[torch.Tensor]) -> Iterator[memoryview]:
+    """The bytes of queued frames, one block at a time.
 
-
-def _follows(frame: torch.Tensor, after: torch.Tensor) -> bool:
-    """Whether ``after`` comes right after ``frame`` in the block both are views of."""
-    same = frame.untyped_storage().data_ptr() == after.untyped_storage().data_ptr()
-    return same and after.data_ptr() == frame.data_ptr() + frame.nbytes
+    ``frames`` are views of the blocks ``put`` queued, each block whole and in
+    order (it is queued in one step, and taken from the queue in one step).
+    """
+    for frame in frames:
+        block = frame._base
+        if frame.data_ptr() == block.data_ptr():  # its first frame
+            yield block.numpy().data.cast("B")
 
 
 def read_video(path: str | Path) -> torch.Tensor:
