@@ -634,7 +634,7 @@ class _Stream:
                 done = min(max(0, written - self.written), self.sent)
                 for _ in range(done):
                     frame = self.pending.popleft()
-                    block = frame._base
+                    block = _block_of(frame)
                     if frame.data_ptr() + frame.nbytes == block.data_ptr() + block.nbytes:
                         self.pool.append(block)  # its last frame: the whole block is written
                 self.sent -= done
@@ -685,9 +685,16 @@ def _blocks(frames: list[torch.Tensor]) -> Iterator[memoryview]:
     order (it is queued in one step, and taken from the queue in one step).
     """
     for frame in frames:
-        block = frame._base
+        block = _block_of(frame)
         if frame.data_ptr() == block.data_ptr():  # its first frame
             yield block.numpy().data.cast("B")
+
+
+def _block_of(frame: torch.Tensor) -> torch.Tensor:
+    """The block a queued frame is a view of (``_Stream.put`` queues views only)."""
+    block = frame._base
+    assert block is not None
+    return block
 
 
 def read_video(path: str | Path) -> torch.Tensor:
