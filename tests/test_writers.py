@@ -457,6 +457,40 @@ def test_lossless_formats_are_exact_however_frames_are_handed_over(
     assert json.loads(sidecar_path(path).read_text())["frames"] == frames
 
 
+@pytest.mark.parametrize("fmt", ["pt", "memmap", "png", "mp4"])
+def test_batches_of_channels_last_views_are_written_whole_and_in_order(tmp_path, fmt):
+    # As funrec_jax streaming hands frames over: [K, 3, H, W] views of one HWC buffer, which
+    # the caller overwrites as soon as write() returns. Sizes repeat (blocks are reused), change
+    # (a pooled block of another size is dropped), and come one frame at a time.
+    from faults import assert_frames_of
+
+    sizes = [16, 16, 5, 16, 1, 1, 40, 16, 16, 3]
+    height, width = 37, 51  # odd: mp4 pads the last row and column
+    if fmt == "mp4":
+        video = blocks(sum(sizes), height, width)
+    else:
+        video = torch.randint(0, 256, (sum(sizes), 3, height, width), dtype=torch.uint8)
+    ring = torch.empty(max(sizes), height, width, 3, dtype=torch.uint8)
+    path = tmp_path / ("frames" if fmt == "png" else f"clip.{fmt}")
+    start = 0
+    with open_video(path, fps=10, format=fmt) as writer:
+        for i, k in enumerate(sizes):
+            ring[:k].copy_(video[start : start + k].permute(0, 2, 3, 1))
+            writer.write(ring[:k].permute(0, 3, 1, 2))
+            ring.fill_(i)  # the caller reuses its buffer at once
+            start += k
+            if i % 2:
+                writer.flush()  # the written blocks go back to the pool
+        assert writer.frames == len(video)
+    decoded = read_video(path)
+    assert decoded.shape == video.shape
+    if fmt == "mp4":
+        assert mae(decoded, video) <= MP4_MAE
+        assert_frames_of(decoded, video)
+    else:
+        assert torch.equal(decoded, video)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mp4", "memmap"])
 def test_streaming_memory_does_not_grow_with_the_video(tmp_path, fmt):

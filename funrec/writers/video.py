@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from funrec.writers import _ffmpeg
@@ -402,7 +403,7 @@ class _Sink(Protocol):
     order: str  # "HWC" or "CHW": the byte order of a frame
     shape: tuple[int, int, int]  # of one frame as sent (mp4: sides padded to even)
 
-    def send(self, frame: memoryview) -> None: ...  # one whole frame; raises OSError
+    def send(self, frames: memoryview) -> None: ...  # whole frames end to end; raises OSError
 
     def whole_frames(self) -> int: ...  # frames in the file now
 
@@ -446,11 +447,11 @@ class _FfmpegSink:
         with contextlib.suppress(AttributeError, OSError):  # kept at 64 KiB if refused
             fcntl.fcntl(self.pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
-    def send(self, frame: memoryview) -> None:
+    def send(self, frames: memoryview) -> None:
         sent = 0
         try:
-            while sent < len(frame):  # an unbuffered pipe may take part of a frame at a time
-                sent += self.pipe.write(frame[sent:]) or 0
+            while sent < len(frames):  # an unbuffered pipe may take part of them at a time
+                sent += self.pipe.write(frames[sent:]) or 0
         except BrokenPipeError:
             raise WriterError(_ffmpeg.failure(self.proc, self.log)) from None
 
@@ -492,11 +493,11 @@ class _RawSink:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self.bytes = 0
 
-    def send(self, frame: memoryview) -> None:
+    def send(self, frames: memoryview) -> None:
         sent = 0
-        try:
-            while sent < len(frame):
-                sent += os.write(self.fd, frame[sent:])
+        try:  # one write for many frames: a write per 21 KB frame cost 2.5x as much on ext4
+            while sent < len(frames):
+                sent += os.write(self.fd, frames[sent:])
         finally:
             self.bytes += sent
 
@@ -539,7 +540,7 @@ class _Stream:
         self.handed_back = 0  # frames given back in a WriterError
         self.error: BaseException | None = None
         self.closing = False
-        self.pool: list[torch.Tensor] = []  # buffers of frames now in the file, for reuse
+        self.pool: list[torch.Tensor] = []  # blocks whose frames are all in the file, for reuse
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="funrec-video-writer", daemon=True)
         self.thread.start()
@@ -552,9 +553,9 @@ class _Stream:
         """Queues copies of ``batch`` (waiting while the queue is full); False after a failure."""
         if not self._wait(lambda: self._unsent_bytes() < _QUEUE_BYTES):
             return False
-        buffers = [self._copy(frame) for frame in batch]
+        frames = self._copy(batch).unbind(0)  # views of one block: the batch in one copy
         with self.cond:
-            self.pending.extend(buffers)  # one step: a Ctrl-C takes all of them or none
+            self.pending.extend(frames)  # one step: a Ctrl-C takes all of them or none
             self.cond.notify_all()
         return True
 
@@ -620,8 +621,8 @@ class _Stream:
                 # Every queued frame at once: one hand-off and one look at the file per batch.
                 batch = list(itertools.islice(self.pending, self.sent, None))
             try:
-                for buffer in batch:
-                    self.sink.send(buffer.numpy().data.cast("B"))
+                for frames in _blocks(batch):
+                    self.sink.send(frames)
                 written = self.sink.whole_frames()
             except BaseException as err:  # reported in the caller's thread
                 with self.cond:
@@ -632,28 +633,68 @@ class _Stream:
                 self.sent += len(batch)
                 done = min(max(0, written - self.written), self.sent)
                 for _ in range(done):
-                    self.pool.append(self.pending.popleft())
+                    frame = self.pending.popleft()
+                    block = _block_of(frame)
+                    if frame.data_ptr() + frame.nbytes == block.data_ptr() + block.nbytes:
+                        self.pool.append(block)  # its last frame: the whole block is written
                 self.sent -= done
                 self.written += done
                 self.cond.notify_all()
 
-    def _copy(self, frame: torch.Tensor) -> torch.Tensor:
-        buffer = self.pool.pop() if self.pool else torch.empty(self.shape, dtype=torch.uint8)
+    def _copy(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` in one block of the sink's byte order: one copy, however many frames.
+
+        numpy's strided copy, since it moves a channels-last batch to channels-first
+        (the ``.pt`` of a rendered frame) 1.6x as fast as ``Tensor.copy_`` does.
+        """
+        block = self._block(len(batch))
         if self.sink.order == "CHW":
-            buffer.copy_(frame)
-            return buffer
+            np.copyto(block.numpy(), batch.numpy())
+            return block
         height, width = self.size
-        buffer[:height, :width].copy_(frame.permute(1, 2, 0))
-        if self.shape[0] > height:
-            buffer[height:] = buffer[height - 1 : height]
+        np.copyto(block[:, :height, :width].numpy(), batch.permute(0, 2, 3, 1).numpy())
+        if self.shape[0] > height:  # mp4: odd sides repeat their last row/column
+            block[:, height:] = block[:, height - 1 : height]
         if self.shape[1] > width:
-            buffer[:, width:] = buffer[:, width - 1 : width]
-        return buffer
+            block[:, :, width:] = block[:, :, width - 1 : width]
+        return block
+
+    def _block(self, frames: int) -> torch.Tensor:
+        """A block for ``frames`` frames: a written one of that size, else fresh memory.
+
+        Reuse spares the page faults of fresh memory (a 224x224 frame: 37 of them).
+        A pooled block of another size is dropped, so the pool never holds more
+        than the frames in flight once did.
+        """
+        while self.pool:
+            block = self.pool.pop()
+            if len(block) == frames:
+                return block
+        return torch.empty((frames, *self.shape), dtype=torch.uint8)
 
     def _frame(self, buffer: torch.Tensor) -> torch.Tensor:
         if self.sink.order == "CHW":
             return buffer
         return buffer[: self.size[0], : self.size[1]].permute(2, 0, 1)
+
+
+def _blocks(frames: list[torch.Tensor]) -> Iterator[memoryview]:
+    """The bytes of queued frames, one block at a time.
+
+    ``frames`` are views of the blocks ``put`` queued, each block whole and in
+    order (it is queued in one step, and taken from the queue in one step).
+    """
+    for frame in frames:
+        block = _block_of(frame)
+        if frame.data_ptr() == block.data_ptr():  # its first frame
+            yield block.numpy().data.cast("B")
+
+
+def _block_of(frame: torch.Tensor) -> torch.Tensor:
+    """The block a queued frame is a view of (``_Stream.put`` queues views only)."""
+    block = frame._base
+    assert block is not None
+    return block
 
 
 def read_video(path: str | Path) -> torch.Tensor:
