@@ -140,7 +140,9 @@ def test_sync_workers_record_what_the_main_loop_receives(tmp_path):
     assert funrec.episodes(result.state["stats"]) == funrec.episodes(merged(marked))
     # merged, the episodes still say which worker they came from, worker 0's first
     origins = [e.origin for e in funrec.episodes(result.state["stats"])]
-    assert origins == sorted(origins) and set(origins) == {"worker0", "worker1"}, origins
+    finished = {f"worker{w}" for w in range(2) if dones[w]}  # random actions: rarely one
+    assert finished  # 60 random CartPole steps per worker end some episode
+    assert origins == sorted(origins) and set(origins) == finished, origins
 
     # what travels: the state, not the frames
     sizes = [len(pickle.dumps(w)) for w in result.workers.values()]
