@@ -105,11 +105,13 @@ def kill_both_after_a_fragment(child: subprocess.Popen, partial: Path) -> None:
     """Once ``partial`` holds an mp4 fragment, SIGKILLs ``child`` and its ffmpeg (as the OOM
     killer would the whole tree) and reaps both."""
     ffmpeg = ffmpeg_writing(partial, psutil.Process(child.pid))
-    wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
-    ffmpeg.kill()
-    child.kill()
-    child.wait()
-    ffmpeg.wait()
+    try:
+        wait_for(lambda: fragments(partial) >= 1, "a complete mp4 fragment")
+    finally:  # killed even when the wait gives up: a failed test leaves no process behind
+        ffmpeg.kill()
+        child.kill()
+        child.wait()
+        ffmpeg.wait()
 
 
 def pipe_is_full(ffmpeg: psutil.Process) -> bool:
