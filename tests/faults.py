@@ -94,11 +94,18 @@ def fragments(path: Path | None) -> int:
 def ffmpeg_writing(path: Path, parent: psutil.Process | None = None) -> psutil.Process:
     """The ffmpeg child process (of ``parent``, default this one) whose output is ``path``."""
     parent = parent or psutil.Process()
-    for child in parent.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "ffmpeg" in child.name() and any(str(path) in arg for arg in child.cmdline()):
-                return child
-    raise AssertionError(f"no ffmpeg writing {path}")
+    found: list[psutil.Process] = []
+
+    def look() -> bool:  # polled: a lookup racing the process table came back empty once in CI
+        for child in parent.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "ffmpeg" in child.name() and any(str(path) in arg for arg in child.cmdline()):
+                    found.append(child)
+                    return True
+        return False
+
+    wait_for(look, f"an ffmpeg writing {path}", limit=30)
+    return found[0]
 
 
 def kill_both_after_a_fragment(child: subprocess.Popen, partial: Path) -> None:

@@ -102,12 +102,11 @@ def test_encoder_threads_reach_ffmpeg_and_bad_ones_are_refused(tmp_path):
     video = gradient(12)
     for threads, expected in [(None, None), (1, "1"), (0, "0"), (2, "2")]:
         path = tmp_path / f"t{threads}.mp4"
-        writer = open_video(path, fps=12, threads=threads)
-        writer.write(video[:1])
-        args = ffmpeg_writing(writer.partial).cmdline()
-        assert (args[args.index("-threads") + 1] if "-threads" in args else None) == expected
-        writer.write(video[1:])
-        writer.close()
+        with open_video(path, fps=12, threads=threads) as writer:  # closed even on failure
+            writer.write(video[:1])
+            args = ffmpeg_writing(writer.partial).cmdline()
+            assert (args[args.index("-threads") + 1] if "-threads" in args else None) == expected
+            writer.write(video[1:])
         assert json.loads(sidecar_path(path).read_text())["threads"] == threads
         assert mae(read_video(path), video) <= MP4_MAE
     for bad in (-1, 1.5, True, "2"):
