@@ -21,7 +21,9 @@ compilation. The recording state is donated to the jitted call, as a scan carry 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,12 +45,60 @@ TARGET = 1.10
 XLAND_RING = 16  # 8 envs x 16 frames of 224x224x3: an 18.4 MiB chunk, under 32 MiB
 
 
-def _timed(compiled: Callable[..., Any], args: tuple, steps: int) -> Callable[[], float]:
+CPU_GROUPS = ("JAX", "writers")
+
+
+def _cpu_by_thread() -> dict[str, list[float]]:
+    """CPU seconds (all, in the kernel) each group of this process's threads has used so far.
+
+    "writers" are the video writers' threads (Python threads named
+    ``funrec-video-writer``); "JAX" every other thread but the main one, which
+    only waits for the result (and reads these files): XLA's CPU backend
+    computes on threads named ``tf_XLAEigen`` and on a thread of its client,
+    where an ``io_callback``'s host function runs too. The total comes from
+    ``schedstat`` (nanoseconds), the kernel's part from ``stat`` (clock ticks).
+    """
+    writers = {t.native_id for t in threading.enumerate() if t.name == "funrec-video-writer"}
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {group: [0.0, 0.0] for group in CPU_GROUPS}
+    main = threading.main_thread().native_id
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == main:
+            continue
+        task = f"/proc/self/task/{tid}"
+        try:
+            with open(f"{task}/schedstat") as schedstat, open(f"{task}/stat") as stat:
+                on_cpu, kernel = (
+                    schedstat.read().split()[0],
+                    stat.read().rsplit(")", 1)[1].split()[12],
+                )
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        group = "writers" if int(tid) in writers else "JAX"
+        used[group][0] += int(on_cpu) / 1e9
+        used[group][1] += int(kernel) / tick
+    return used
+
+
+def _timed(
+    compiled: Callable[..., Any], args: tuple, steps: int, cpu: list[dict[str, list[float]]]
+) -> Callable[[], float]:
+    """Seconds per step of one call; appends the CPU each thread group used per step to ``cpu``."""
+
     def measure() -> float:
         fresh = jax.block_until_ready(jax.tree.map(jnp.copy, args))  # the last arg is donated
+        before = _cpu_by_thread()
         start = time.perf_counter()
         jax.block_until_ready(compiled(*fresh))
-        return (time.perf_counter() - start) / steps
+        seconds = time.perf_counter() - start
+        after = _cpu_by_thread()
+        cpu.append(
+            {
+                g: [(a - b) / steps for a, b in zip(after[g], before[g], strict=True)]
+                for g in CPU_GROUPS
+            }
+        )
+        return seconds / steps
 
     return measure
 
@@ -60,7 +110,7 @@ def _compiled(fn: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], f
     return compiled, time.perf_counter() - start
 
 
-def synthetic(steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, dict, list]:
+def synthetic(steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, dict, dict, list]:
     """Contenders for the synthetic 84x84x3 scan (all of them, or ``kinds``)."""
     ys, xs = jnp.mgrid[0:84, 0:84]
 
@@ -101,7 +151,9 @@ def synthetic(steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, 
     return (*_contenders(rollout, (first, state), steps, kinds), [writer])
 
 
-def xland(envs: int, steps: int, chunk: int, workdir: Path, kinds=None) -> tuple[dict, dict, list]:
+def xland(
+    envs: int, steps: int, chunk: int, workdir: Path, kinds=None
+) -> tuple[dict, dict, dict, list]:
     """Contenders for XLand-MiniGrid DoorKey-5x5 with RGB observations under vmap."""
     import xminigrid
     from xminigrid.experimental.img_obs import RGBImgObservationWrapper
@@ -172,22 +224,32 @@ SWEPT = (PLAIN, FLOOR, STREAM)
 
 def _measure(build, repeats):
     """Builds, compiles and measures one case's contenders side by side; closes its writers."""
-    contenders, compile_times, writers = build()
+    contenders, compile_times, cpu, writers = build()
     m = interleave(contenders, repeats)
     for w in writers:
         w.close()
-    return m, compile_times
+    return m, compile_times, {name: calls[1:] for name, calls in cpu.items()}  # no warm-up
+
+
+def _cpu_cells(calls: list[dict[str, list[float]]]) -> list[str]:
+    """Median CPU ms per step of each thread group, and in brackets its part in the kernel."""
+
+    def median(group: str, part: slice) -> float:
+        return statistics.median(sum(call[group][part]) for call in calls) * 1e3
+
+    return [f"{median(g, slice(None)):.2f} ({median(g, slice(1, 2)):.2f})" for g in CPU_GROUPS]
 
 
 def _contenders(rollout, args, steps, kinds):
     how = {PLAIN: (False, False), COPY: ("copy", False), RING: (True, False)}
     how |= {FLOOR: (True, "floor"), STREAM: (True, True)}
-    out, compile_times = {}, {}
+    out, compile_times, cpu = {}, {}, {}
     for name in kinds:
         compiled, seconds = _compiled(rollout(*how[name]), *args)
         compile_times[name] = seconds
-        out[name] = _timed(compiled, args, steps)
-    return out, compile_times
+        cpu[name] = []
+        out[name] = _timed(compiled, args, steps, cpu[name])
+    return out, compile_times, cpu
 
 
 def _chunk_mb(case: str, chunk: int) -> float:
@@ -218,7 +280,7 @@ def run(cfg: Config) -> Section:
         sweeps["XLand"] = [(k, lambda k=k: xland(8, 128, k, cfg.workdir, SWEPT)) for k in (8, 32)]
     rows, checks, met = [], [], True
     for case, build in cases.items():
-        m, compile_times = _measure(build, cfg.repeats)
+        m, compile_times, cpu = _measure(build, cfg.repeats)
         for name, values in m.items():
             over = ratios(values, m[PLAIN])
             label = f"{case.split(',')[0]} {name.removeprefix('scan + ')} {over.median:.2f}x"
@@ -235,12 +297,13 @@ def run(cfg: Config) -> Section:
                     Stats.of(values).show(1e6),
                     over.show(digits=2),
                     f"{compile_times[name]:.2f}",
+                    *_cpu_cells(cpu[name]),
                 ]
             )
     sweep_rows = []
     for case, builds in sweeps.items():
         for k, build in builds:
-            m, _ = _measure(build, cfg.repeats)
+            m, _, _ = _measure(build, cfg.repeats)
             sweep_rows.append(
                 [case, str(k), f"{_chunk_mb(case, k):.1f}"]
                 + [ratios(m[name], m[PLAIN]).show(digits=2) for name in (FLOOR, STREAM)]
@@ -250,7 +313,8 @@ def run(cfg: Config) -> Section:
         target=f"recording costs at most {TARGET:.2f}x the same jitted scan without "
         "recording, with and without chunked streaming; compile time reported.",
         verdict=f"{'met' if met else 'not met'}: " + "; ".join(checks),
-        headers=["rollout", "contender", "µs/step", "/ no recording", "compile s"],
+        headers=["rollout", "contender", "µs/step", "/ no recording", "compile s"]
+        + [f"CPU ms/step: {group}'s threads (kernel)" for group in CPU_GROUPS],
         rows=rows,
         notes=[
             "A step writes one frame into one slot of the ring, in place: unbatched, a "
@@ -279,6 +343,12 @@ def run(cfg: Config) -> Section:
             "floor and the streaming cost at other K, each row's contenders measured side by "
             "side against its own scan without recording. Choose K so that a chunk is a few "
             "MiB and under 32 MiB.",
+            "The CPU columns add up, per step, the CPU time the process's threads used during "
+            "the timed call (medians over the rounds; in brackets the part spent in the "
+            "kernel): JAX's threads (XLA computing, and the callback's host function) and the "
+            "video writers' threads. Compare JAX's CPU per step with the wall time per step "
+            "to see how many cores XLA keeps busy without recording: whatever the writers "
+            "use comes out of the same cores.",
             table(
                 ["rollout", "K", "chunk MiB", "floor / no recording", "streaming / no recording"],
                 sweep_rows,
