@@ -77,13 +77,17 @@ def run_python(script: str, *args: object, stdin: int | None = None) -> subproce
     )
 
 
-def wait_for(condition, what: str, limit: float = 120.0) -> None:
-    """Polls ``condition`` (a liveness bound, not a timing assertion)."""
+def wait_for(condition, what: str, limit: float = 120.0):
+    """Polls ``condition`` until it returns something true, and returns that.
+
+    ``limit`` is a liveness bound, not a timing assertion.
+    """
     end = time.monotonic() + limit
-    while not condition():
+    while not (found := condition()):
         if time.monotonic() > end:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.02)
+    return found
 
 
 def fragments(path: Path | None) -> int:
@@ -94,18 +98,15 @@ def fragments(path: Path | None) -> int:
 def ffmpeg_writing(path: Path, parent: psutil.Process | None = None) -> psutil.Process:
     """The ffmpeg child process (of ``parent``, default this one) whose output is ``path``."""
     parent = parent or psutil.Process()
-    found: list[psutil.Process] = []
 
-    def look() -> bool:  # polled: a lookup racing the process table came back empty once in CI
+    def look() -> psutil.Process | None:  # polled: one lookup came back empty once in CI
         for child in parent.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if "ffmpeg" in child.name() and any(str(path) in arg for arg in child.cmdline()):
-                    found.append(child)
-                    return True
-        return False
+                    return child
+        return None
 
-    wait_for(look, f"an ffmpeg writing {path}", limit=30)
-    return found[0]
+    return wait_for(look, f"an ffmpeg writing {path}", limit=30)
 
 
 def kill_both_after_a_fragment(child: subprocess.Popen, partial: Path) -> None:
