@@ -352,10 +352,11 @@ def run(cfg: Config) -> Section:
             "MiB and under 32 MiB.",
             "The CPU columns add up, per step, the CPU time the process's threads used during "
             "the timed call (medians over the rounds; in brackets the part spent in the "
-            "kernel): JAX's threads (XLA computing, and the callback's host function) and the "
-            "video writers' threads. Compare JAX's CPU per step with the wall time per step "
-            "to see how many cores XLA keeps busy without recording: whatever the writers "
-            "use comes out of the same cores.",
+            "kernel, which Linux samples at clock ticks, so it can exceed the total by a "
+            "tick's share): JAX's threads (XLA computing, and the callback's host function) "
+            "and the video writers' threads. Compare JAX's CPU per step with the wall time "
+            "per step to see how many cores XLA keeps busy without recording: whatever the "
+            "writers use comes out of the same cores.",
             table(
                 ["rollout", "K", "chunk MiB", "floor / no recording", "streaming / no recording"],
                 sweep_rows,
